@@ -1,0 +1,97 @@
+"""The resource types the simulated API server serves: built-in kinds plus CRD-defined ones.
+
+Built-in types are module constants so controllers can name them directly
+(``registry.DEPLOYMENTS``); custom resources are added when their CRD is created and removed
+when it is deleted.
+"""
+
+from __future__ import annotations
+
+from sandbox.kube.store import ResourceType
+
+NAMESPACES = ResourceType(
+    group="", version="v1", kind="Namespace", plural="namespaces", singular="namespace",
+    namespaced=False, short_names=("ns",), subresources=frozenset({"status"}),
+)
+PODS = ResourceType(
+    group="", version="v1", kind="Pod", plural="pods", singular="pod",
+    short_names=("po",), categories=("all",), subresources=frozenset({"status"}),
+)
+SERVICES = ResourceType(
+    group="", version="v1", kind="Service", plural="services", singular="service",
+    short_names=("svc",), categories=("all",), subresources=frozenset({"status"}),
+)
+ENDPOINTS = ResourceType(
+    group="", version="v1", kind="Endpoints", plural="endpoints", singular="endpoints",
+    short_names=("ep",),
+)
+CONFIGMAPS = ResourceType(
+    group="", version="v1", kind="ConfigMap", plural="configmaps", singular="configmap",
+    short_names=("cm",),
+)
+SECRETS = ResourceType(
+    group="", version="v1", kind="Secret", plural="secrets", singular="secret",
+)
+EVENTS = ResourceType(
+    group="", version="v1", kind="Event", plural="events", singular="event",
+    short_names=("ev",),
+)
+EVENTS_V1 = ResourceType(
+    group="events.k8s.io", version="v1", kind="Event", plural="events", singular="event",
+    short_names=("ev",),
+)
+SERVICE_ACCOUNTS = ResourceType(
+    group="", version="v1", kind="ServiceAccount", plural="serviceaccounts",
+    singular="serviceaccount", short_names=("sa",),
+)
+DEPLOYMENTS = ResourceType(
+    group="apps", version="v1", kind="Deployment", plural="deployments", singular="deployment",
+    short_names=("deploy",), categories=("all",), subresources=frozenset({"status", "scale"}),
+)
+REPLICASETS = ResourceType(
+    group="apps", version="v1", kind="ReplicaSet", plural="replicasets", singular="replicaset",
+    short_names=("rs",), categories=("all",), subresources=frozenset({"status", "scale"}),
+)
+HPAS = ResourceType(
+    group="autoscaling", version="v2", kind="HorizontalPodAutoscaler",
+    plural="horizontalpodautoscalers", singular="horizontalpodautoscaler",
+    short_names=("hpa",), categories=("all",), subresources=frozenset({"status"}),
+)
+CRDS = ResourceType(
+    group="apiextensions.k8s.io", version="v1", kind="CustomResourceDefinition",
+    plural="customresourcedefinitions", singular="customresourcedefinition",
+    namespaced=False, short_names=("crd", "crds"), subresources=frozenset({"status"}),
+)
+
+BUILTIN: tuple[ResourceType, ...] = (
+    NAMESPACES, PODS, SERVICES, ENDPOINTS, CONFIGMAPS, SECRETS, EVENTS, SERVICE_ACCOUNTS,
+    EVENTS_V1, DEPLOYMENTS, REPLICASETS, HPAS, CRDS,
+)
+
+
+class Registry:
+    """Lookup of served resource types by (group, plural) and by (apiVersion, kind)."""
+
+    def __init__(self, types: tuple[ResourceType, ...] = BUILTIN) -> None:
+        self._by_plural: dict[tuple[str, str], ResourceType] = {}
+        for rtype in types:
+            self.add(rtype)
+
+    def add(self, rtype: ResourceType) -> None:
+        self._by_plural[(rtype.group, rtype.plural)] = rtype
+
+    def remove(self, group: str, plural: str) -> None:
+        self._by_plural.pop((group, plural), None)
+
+    def get(self, group: str, plural: str) -> ResourceType | None:
+        return self._by_plural.get((group, plural))
+
+    def by_kind(self, api_version: str, kind: str) -> ResourceType | None:
+        group, _, version = api_version.rpartition("/")
+        for rtype in self._by_plural.values():
+            if rtype.group == group and rtype.kind == kind and rtype.version == version:
+                return rtype
+        return None
+
+    def all(self) -> list[ResourceType]:
+        return list(self._by_plural.values())
