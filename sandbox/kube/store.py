@@ -16,32 +16,61 @@ Semantics copied from a real API server:
   and a status write keeps everything but the status;
 * delete with finalizers only sets ``deletionTimestamp``; the object goes once its finalizers
   are emptied by an update; dependents named by ``ownerReferences`` are garbage-collected
-  (background propagation);
+  (background propagation; ``Orphan`` strips the references instead);
+* deleting a namespace marks it ``Terminating``, deletes everything in it and removes it once
+  it is empty;
 * watches get ADDED / MODIFIED / DELETED events in resourceVersion order, may resume from a
   recent resourceVersion, and get ``Gone`` (HTTP 410) when it is older than the kept history.
+
+A *view* (``add_view``) serves one resource type as a conversion of another: the simulator
+stores core/v1 events once and serves them as ``events.k8s.io/v1`` events too.
+Hooks (``add_hook``) are called synchronously after every write of a type; the CRD installer
+uses one so that a custom resource type is served as soon as its CRD is stored.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import copy
 import dataclasses
 import datetime
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 Obj = dict[str, Any]
+Key = tuple[str, str]
 
 HISTORY_LIMIT = 5000  # watch events kept for resuming; older resourceVersions get 410 Gone
 
 
 class StoreError(Exception):
-    """Base of the store's errors; each maps to one Kubernetes ``Status`` reason and code."""
+    """Base of the store's errors; each maps to one Kubernetes ``Status`` reason and code.
+
+    ``name``, ``group`` and ``kind`` fill the ``details`` of the ``Status``; ``causes`` are
+    ``StatusCause`` dicts (reason, message, field) for ``Invalid``.
+    """
 
     reason = "InternalError"
     code = 500
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        name: str | None = None,
+        group: str | None = None,
+        kind: str | None = None,
+        causes: list[dict[str, str]] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.name = name
+        self.group = group
+        self.kind = kind
+        self.causes = causes or []
 
 
 class NotFound(StoreError):
@@ -67,6 +96,11 @@ class Invalid(StoreError):
 class Gone(StoreError):
     reason = "Expired"
     code = 410
+
+
+class Forbidden(StoreError):
+    reason = "Forbidden"
+    code = 403
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,15 +130,22 @@ class ResourceType:
     printer_columns: tuple[dict[str, Any], ...] = ()
     # openAPIV3Schema of a CRD version; None for built-in kinds
     schema: dict[str, Any] | None = None
+    # True for kinds defined by a CustomResourceDefinition (merge patch only, schema checks)
+    custom: bool = False
 
     @property
     def api_version(self) -> str:
         return f"{self.group}/{self.version}" if self.group else self.version
 
     @property
-    def key(self) -> tuple[str, str]:
+    def key(self) -> Key:
         """Storage key: objects of a group/resource are shared by all versions."""
         return (self.group, self.plural)
+
+    @property
+    def qualified(self) -> str:
+        """``deployments.apps``, ``configmaps``: how error messages name the resource."""
+        return f"{self.plural}.{self.group}" if self.group else self.plural
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,6 +153,44 @@ class WatchEvent:
     type: str  # ADDED | MODIFIED | DELETED
     object: Obj
     resource_version: int
+
+
+@dataclasses.dataclass
+class _View:
+    base: ResourceType
+    to_view: Callable[[Obj], Obj]
+    from_view: Callable[[Obj], Obj]
+
+
+class Subscription:
+    """A registered watcher: the backlog to replay, then live events on ``queue``.
+
+    Its queue is safe to wait on with a timeout (``asyncio.wait_for(sub.queue.get(), t)``),
+    which an async generator is not. ``close()`` unregisters it.
+    """
+
+    def __init__(
+        self, store: Store, rtype: ResourceType, namespace: str | None, backlog: list[WatchEvent]
+    ) -> None:
+        self._store = store
+        self.rtype = rtype
+        self.namespace = namespace
+        self.backlog = backlog
+        self.queue: asyncio.Queue[WatchEvent] = asyncio.Queue()
+        self._view = store._views.get(rtype.key)
+        self._key = self._view.base.key if self._view else rtype.key
+
+    def accepts(self, key: Key, namespace: str | None) -> bool:
+        return key == self._key and (self.namespace is None or self.namespace == namespace)
+
+    def convert(self, event: WatchEvent) -> WatchEvent:
+        if self._view is None:
+            return event
+        return WatchEvent(event.type, self._view.to_view(event.object), event.resource_version)
+
+    def close(self) -> None:
+        if self in self._store._subscriptions:
+            self._store._subscriptions.remove(self)
 
 
 def now_rfc3339() -> str:
@@ -123,23 +202,19 @@ def _spec_part(obj: Obj) -> Obj:
     return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
 
 
-def _labels_match(labels: dict[str, str], selector: Callable[[dict[str, str]], bool] | None) -> bool:
-    return selector is None or selector(labels)
-
-
 class Store:
     """All objects of the simulated cluster, with watch fan-out and history for resume."""
 
-    def __init__(self) -> None:
+    def __init__(self, history_limit: int = HISTORY_LIMIT) -> None:
         self._rv = 1
-        self._objects: dict[tuple[str, str], dict[tuple[str, str], Obj]] = collections.defaultdict(
-            dict
+        self._objects: dict[Key, dict[Key, Obj]] = collections.defaultdict(dict)
+        self._types: dict[Key, ResourceType] = {}
+        self._history: collections.deque[tuple[Key, WatchEvent]] = collections.deque(
+            maxlen=history_limit
         )
-        self._types: dict[tuple[str, str], ResourceType] = {}
-        self._history: collections.deque[tuple[tuple[str, str], WatchEvent]] = collections.deque(
-            maxlen=HISTORY_LIMIT
-        )
-        self._watchers: list[tuple[tuple[str, str], str | None, asyncio.Queue[WatchEvent]]] = []
+        self._subscriptions: list[Subscription] = []
+        self._views: dict[Key, _View] = {}
+        self._hooks: dict[Key, list[Callable[[WatchEvent], None]]] = collections.defaultdict(list)
 
     # ---------------------------------------------------------------- bookkeeping
 
@@ -155,16 +230,52 @@ class Store:
         event = WatchEvent(event_type, copy.deepcopy(obj), rv)
         self._history.append((rtype.key, event))
         namespace = obj.get("metadata", {}).get("namespace")
-        for key, ns, queue in list(self._watchers):
-            if key == rtype.key and (ns is None or ns == namespace):
-                queue.put_nowait(event)
+        for sub in list(self._subscriptions):
+            if sub.accepts(rtype.key, namespace):
+                sub.queue.put_nowait(event)
+        # hooks run after the event is queued, so events they cause come after it
+        for hook in list(self._hooks.get(rtype.key, ())):
+            hook(WatchEvent(event_type, copy.deepcopy(obj), rv))
+
+    def register(self, rtype: ResourceType) -> None:
+        """Make a resource type known to the garbage collector (the server registers all)."""
+        self._types[rtype.key] = rtype
+
+    def add_view(
+        self,
+        view: ResourceType,
+        base: ResourceType,
+        to_view: Callable[[Obj], Obj],
+        from_view: Callable[[Obj], Obj],
+    ) -> None:
+        """Serve ``view`` from the objects of ``base``, converting on the way in and out."""
+        self._views[view.key] = _View(base, to_view, from_view)
+
+    def add_hook(self, rtype: ResourceType, hook: Callable[[WatchEvent], None]) -> None:
+        """Call ``hook`` synchronously after every ADDED / MODIFIED / DELETED of ``rtype``."""
+        self._hooks[rtype.key].append(hook)
+
+    def _not_found(self, rtype: ResourceType, name: str) -> NotFound:
+        return NotFound(
+            f'{rtype.qualified} "{name}" not found', name=name, group=rtype.group, kind=rtype.plural
+        )
+
+    def namespace_phase(self, name: str) -> str | None:
+        """``Active``, ``Terminating``, or None when the namespace does not exist."""
+        ns = self._objects[("", "namespaces")].get(("", name))
+        if ns is None:
+            return None
+        return "Terminating" if ns["metadata"].get("deletionTimestamp") else "Active"
 
     # ---------------------------------------------------------------- reads
 
     def get(self, rtype: ResourceType, namespace: str | None, name: str) -> Obj:
-        obj = self._objects[rtype.key].get((namespace or "", name))
+        view = self._views.get(rtype.key)
+        if view is not None:
+            return view.to_view(self.get(view.base, namespace, name))
+        obj = self._objects[rtype.key].get(((namespace or "") if rtype.namespaced else "", name))
         if obj is None:
-            raise NotFound(f'{rtype.plural}{"." + rtype.group if rtype.group else ""} "{name}" not found')
+            raise self._not_found(rtype, name)
         return copy.deepcopy(obj)
 
     def list(
@@ -175,36 +286,65 @@ class Store:
         field_selector: Callable[[Obj], bool] | None = None,
     ) -> tuple[list[Obj], int]:
         """Objects in (namespace, name) order, and the resourceVersion the list is valid at."""
+        view = self._views.get(rtype.key)
         items = []
-        for (ns, _name), obj in sorted(self._objects[rtype.key].items()):
+        for (ns, _name), stored in sorted(
+            self._objects[(view.base if view else rtype).key].items()
+        ):
             if namespace and ns != namespace:
                 continue
-            if not _labels_match(obj["metadata"].get("labels") or {}, label_selector):
+            obj = view.to_view(copy.deepcopy(stored)) if view else stored
+            if label_selector is not None and not label_selector(
+                obj["metadata"].get("labels") or {}
+            ):
                 continue
             if field_selector is not None and not field_selector(obj):
                 continue
-            items.append(copy.deepcopy(obj))
+            items.append(obj if view else copy.deepcopy(obj))
         return items, self._rv
 
     # ---------------------------------------------------------------- writes
 
     def create(self, rtype: ResourceType, obj: Obj) -> Obj:
+        view = self._views.get(rtype.key)
+        if view is not None:
+            return view.to_view(self.create(view.base, view.from_view(obj)))
         obj = copy.deepcopy(obj)
         meta = obj.setdefault("metadata", {})
         if not meta.get("name"):
             if meta.get("generateName"):
                 meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
             else:
-                raise Invalid("metadata.name: Required value: name or generateName is required")
+                raise Invalid(
+                    f"{rtype.kind} is invalid: metadata.name: Required value: name or "
+                    "generateName is required",
+                    group=rtype.group,
+                    kind=rtype.kind,
+                    causes=[
+                        {
+                            "reason": "FieldValueRequired",
+                            "message": "Required value: name or generateName is required",
+                            "field": "metadata.name",
+                        }
+                    ],
+                )
         namespace = meta.get("namespace", "") if rtype.namespaced else ""
         if rtype.namespaced and not namespace:
-            raise Invalid("metadata.namespace: Required value")
+            raise Invalid(
+                f'{rtype.kind} "{meta["name"]}" is invalid: metadata.namespace: Required value',
+                name=meta["name"],
+                group=rtype.group,
+                kind=rtype.kind,
+            )
         if not rtype.namespaced:
             meta.pop("namespace", None)
         key = (namespace, meta["name"])
         if key in self._objects[rtype.key]:
             raise AlreadyExists(
-                f'{rtype.plural}{"." + rtype.group if rtype.group else ""} "{meta["name"]}" already exists'
+                f'{rtype.qualified} "{meta["name"]}" already exists',
+                name=meta["name"],
+                group=rtype.group,
+                kind=rtype.plural,
             )
         obj["apiVersion"] = rtype.api_version
         obj["kind"] = rtype.kind
@@ -220,19 +360,25 @@ class Store:
 
     def update(self, rtype: ResourceType, obj: Obj, *, subresource: str | None = None) -> Obj:
         """Replace an object (PUT semantics). ``subresource="status"`` writes only the status."""
+        view = self._views.get(rtype.key)
+        if view is not None:
+            stored = self.update(view.base, view.from_view(obj), subresource=subresource)
+            return view.to_view(stored)
         obj = copy.deepcopy(obj)
         meta = obj.setdefault("metadata", {})
         namespace = meta.get("namespace", "") if rtype.namespaced else ""
         key = (namespace, meta.get("name", ""))
         current = self._objects[rtype.key].get(key)
         if current is None:
-            raise NotFound(f'{rtype.plural} "{meta.get("name")}" not found')
+            raise self._not_found(rtype, key[1])
         sent_rv = meta.get("resourceVersion")
         if sent_rv and sent_rv != current["metadata"]["resourceVersion"]:
             raise Conflict(
-                f'Operation cannot be fulfilled on {rtype.plural}{"." + rtype.group if rtype.group else ""} '
-                f'"{key[1]}": the object has been modified; please apply your changes to the latest '
-                "version and try again"
+                f'Operation cannot be fulfilled on {rtype.qualified} "{key[1]}": the object has '
+                "been modified; please apply your changes to the latest version and try again",
+                name=key[1],
+                group=rtype.group,
+                kind=rtype.plural,
             )
         if "status" in rtype.subresources:
             if subresource == "status":
@@ -242,11 +388,10 @@ class Store:
                 else:
                     new.pop("status", None)
                 obj = new
+            elif "status" in current:
+                obj["status"] = copy.deepcopy(current["status"])
             else:
-                if "status" in current:
-                    obj["status"] = copy.deepcopy(current["status"])
-                else:
-                    obj.pop("status", None)
+                obj.pop("status", None)
         meta = obj["metadata"]
         # immutable metadata is kept from the stored object
         for field in ("uid", "creationTimestamp", "deletionTimestamp", "namespace"):
@@ -254,43 +399,124 @@ class Store:
                 meta[field] = current["metadata"][field]
             else:
                 meta.pop(field, None)
+        if meta.get("deletionTimestamp") and "finalizers" in meta:
+            # finalizers may only be removed from an object being deleted, never added
+            old = current["metadata"].get("finalizers") or []
+            meta["finalizers"] = [f for f in meta["finalizers"] if f in old]
         obj["apiVersion"] = rtype.api_version
         obj["kind"] = rtype.kind
         generation = current["metadata"].get("generation", 1)
         if _spec_part(obj) != _spec_part(current):
             generation += 1
         meta["generation"] = generation
-        if obj == {**current, "metadata": {**meta, "resourceVersion": current["metadata"]["resourceVersion"]}}:
-            return copy.deepcopy(current)  # no-op writes do not bump resourceVersion (as etcd3 store)
+        unchanged = {**meta, "resourceVersion": current["metadata"]["resourceVersion"]}
+        if {**obj, "metadata": unchanged} == current:
+            return copy.deepcopy(
+                current
+            )  # no-op writes do not bump resourceVersion (as etcd3 store)
         rv = self._next_rv()
         meta["resourceVersion"] = str(rv)
         if meta.get("deletionTimestamp") and not meta.get("finalizers"):
             self._objects[rtype.key].pop(key)
             self._emit(rtype, "DELETED", obj, rv)
-            self._collect_garbage(meta["uid"])
+            self._after_delete(rtype, obj, "Background")
             return copy.deepcopy(obj)
         self._objects[rtype.key][key] = obj
         self._emit(rtype, "MODIFIED", obj, rv)
         return copy.deepcopy(obj)
 
-    def delete(self, rtype: ResourceType, namespace: str | None, name: str) -> Obj:
+    def delete(
+        self,
+        rtype: ResourceType,
+        namespace: str | None,
+        name: str,
+        *,
+        propagation: str = "Background",
+    ) -> Obj:
+        """Delete an object, or mark it deleted while finalizers remain.
+
+        ``propagation``: Background and Foreground delete dependents (the simulator does not
+        block the owner on them), Orphan strips dependents' ownerReferences to it.
+        """
+        view = self._views.get(rtype.key)
+        if view is not None:
+            deleted = self.delete(view.base, namespace, name, propagation=propagation)
+            return view.to_view(deleted)
         key = ((namespace or "") if rtype.namespaced else "", name)
         current = self._objects[rtype.key].get(key)
         if current is None:
-            raise NotFound(f'{rtype.plural}{"." + rtype.group if rtype.group else ""} "{name}" not found')
+            raise self._not_found(rtype, name)
+        if rtype.key == ("", "namespaces"):
+            return self._delete_namespace(rtype, key)
         if current["metadata"].get("finalizers"):
             if not current["metadata"].get("deletionTimestamp"):
-                current["metadata"]["deletionTimestamp"] = now_rfc3339()
-                rv = self._next_rv()
-                current["metadata"]["resourceVersion"] = str(rv)
-                self._emit(rtype, "MODIFIED", current, rv)
+                self._mark_deleted(rtype, current)
             return copy.deepcopy(current)
-        self._objects[rtype.key].pop(key)
+        return self._remove(rtype, key, propagation)
+
+    def _mark_deleted(self, rtype: ResourceType, current: Obj) -> None:
+        current["metadata"]["deletionTimestamp"] = now_rfc3339()
+        current["metadata"]["deletionGracePeriodSeconds"] = 0
+        rv = self._next_rv()
+        current["metadata"]["resourceVersion"] = str(rv)
+        self._emit(rtype, "MODIFIED", current, rv)
+
+    def _delete_namespace(self, rtype: ResourceType, key: Key) -> Obj:
+        current = self._objects[rtype.key][key]
+        if not current["metadata"].get("deletionTimestamp"):
+            current.setdefault("status", {})["phase"] = "Terminating"
+            self._mark_deleted(rtype, current)
+        last = copy.deepcopy(current)
+        self._empty_namespace(key[1])
+        still = self._objects[rtype.key].get(key)
+        if still is None:  # removed when its last object went
+            return last
+        if still["metadata"].get("finalizers") or self._namespace_contents(key[1]):
+            return copy.deepcopy(still)
+        return self._remove(rtype, key, "Background")
+
+    def _remove(self, rtype: ResourceType, key: Key, propagation: str) -> Obj:
+        current = self._objects[rtype.key].pop(key)
         rv = self._next_rv()
         current["metadata"]["resourceVersion"] = str(rv)
         self._emit(rtype, "DELETED", current, rv)
-        self._collect_garbage(current["metadata"]["uid"])
+        self._after_delete(rtype, current, propagation)
         return copy.deepcopy(current)
+
+    def _after_delete(self, rtype: ResourceType, obj: Obj, propagation: str) -> None:
+        if propagation == "Orphan":
+            self._orphan(obj["metadata"]["uid"])
+        else:
+            self._collect_garbage(obj["metadata"]["uid"])
+        namespace = obj["metadata"].get("namespace")
+        if (
+            namespace
+            and self.namespace_phase(namespace) == "Terminating"
+            and not self._namespace_contents(namespace)
+        ):
+            ns_key = ("", namespace)
+            ns = self._objects[("", "namespaces")][ns_key]
+            if not ns["metadata"].get("finalizers"):
+                self._remove(self._types.get(("", "namespaces"), _NAMESPACES), ns_key, "Background")
+
+    def _namespace_contents(self, namespace: str) -> list[tuple[Key, Key]]:
+        return [
+            (gr_key, obj_key)
+            for gr_key, objects in self._objects.items()
+            for obj_key in objects
+            if obj_key[0] == namespace
+        ]
+
+    def _empty_namespace(self, namespace: str) -> None:
+        for gr_key, obj_key in self._namespace_contents(namespace):
+            rtype = self._types.get(gr_key)
+            if obj_key not in self._objects[gr_key]:
+                continue  # collected as a dependent of an earlier one
+            if rtype is None:
+                rtype = ResourceType(
+                    group=gr_key[0], version="v1", kind="", plural=gr_key[1], singular=""
+                )
+            self.delete(rtype, obj_key[0], obj_key[1])
 
     def _collect_garbage(self, owner_uid: str) -> None:
         """Background propagation: delete every object whose ownerReferences name the owner."""
@@ -301,22 +527,59 @@ class Store:
             for (ns, name), obj in list(objects.items()):
                 refs = obj["metadata"].get("ownerReferences") or []
                 if any(ref.get("uid") == owner_uid for ref in refs):
-                    try:
+                    with contextlib.suppress(NotFound):
                         self.delete(rtype, ns, name)
-                    except NotFound:
-                        pass
 
-    def register(self, rtype: ResourceType) -> None:
-        """Make a resource type known to the garbage collector (the server registers all)."""
-        self._types[rtype.key] = rtype
+    def _orphan(self, owner_uid: str) -> None:
+        for gr_key, objects in list(self._objects.items()):
+            rtype = self._types.get(gr_key)
+            if rtype is None:
+                continue
+            for obj in list(objects.values()):
+                refs = obj["metadata"].get("ownerReferences") or []
+                if any(ref.get("uid") == owner_uid for ref in refs):
+                    new = copy.deepcopy(obj)
+                    kept = [ref for ref in refs if ref.get("uid") != owner_uid]
+                    if kept:
+                        new["metadata"]["ownerReferences"] = kept
+                    else:
+                        new["metadata"].pop("ownerReferences")
+                    self.update(rtype, new)
 
     def drop_resource(self, rtype: ResourceType) -> None:
-        """Delete every object of a type (a CRD was deleted)."""
-        for (ns, name) in list(self._objects[rtype.key]):
-            self.delete(rtype, ns, name)
+        """Remove every object of a type at once, finalizers or not (its CRD was deleted)."""
+        for key in list(self._objects[rtype.key]):
+            self._remove(rtype, key, "Background")
         self._types.pop(rtype.key, None)
 
     # ---------------------------------------------------------------- watch
+
+    def check_resource_version(self, since: int | None) -> None:
+        """Raise ``Gone`` when a watch from ``since`` cannot be served from the history."""
+        if not since:
+            return
+        oldest = self._history[0][1].resource_version if self._history else self._rv + 1
+        if since < oldest - 1 and since < self._rv:
+            raise Gone(f"too old resource version: {since} ({oldest - 1})")
+
+    def subscribe(
+        self, rtype: ResourceType, namespace: str | None = None, since: int | None = None
+    ) -> Subscription:
+        """Register a watcher at once: events after ``since`` (None or 0: from now on).
+
+        Raises ``Gone`` when ``since`` is older than the kept history. Call ``close()`` on it.
+        """
+        self.check_resource_version(since)
+        sub = Subscription(self, rtype, namespace, [])
+        if since:
+            sub.backlog = [
+                sub.convert(ev)
+                for key, ev in self._history
+                if ev.resource_version > since
+                and sub.accepts(key, ev.object["metadata"].get("namespace"))
+            ]
+        self._subscriptions.append(sub)
+        return sub
 
     async def watch(
         self,
@@ -326,27 +589,23 @@ class Store:
     ) -> AsyncIterator[WatchEvent]:
         """Events after resourceVersion ``since`` (None or 0: from now on).
 
-        Raises ``Gone`` at once when ``since`` is older than the kept history.
+        Raises ``Gone`` (on first iteration) when ``since`` is older than the kept history.
         """
-        queue: asyncio.Queue[WatchEvent] = asyncio.Queue()
-        backlog: Iterable[WatchEvent] = ()
-        if since:
-            oldest = self._history[0][1].resource_version if self._history else self._rv + 1
-            if since < oldest - 1 and since < self._rv:
-                raise Gone(f"too old resource version: {since} ({oldest - 1})")
-            backlog = [
-                ev
-                for key, ev in self._history
-                if key == rtype.key
-                and ev.resource_version > since
-                and (namespace is None or ev.object["metadata"].get("namespace") == namespace)
-            ]
-        entry = (rtype.key, namespace, queue)
-        self._watchers.append(entry)
+        sub = self.subscribe(rtype, namespace, since)
         try:
-            for ev in backlog:
+            for ev in sub.backlog:
                 yield ev
             while True:
-                yield await queue.get()
+                yield sub.convert(await sub.queue.get())
         finally:
-            self._watchers.remove(entry)
+            sub.close()
+
+
+_NAMESPACES = ResourceType(
+    group="",
+    version="v1",
+    kind="Namespace",
+    plural="namespaces",
+    singular="namespace",
+    namespaced=False,
+)

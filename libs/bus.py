@@ -1,0 +1,287 @@
+"""Typed publish, request and consume on NATS, with bounded concurrency and poison handling.
+
+Handlers receive decoded ``msgspec.Struct`` values, never bytes or dicts. A message that does
+not decode is logged with its subject and the reason, counted in
+``sluice_messages_rejected_total``, and terminated (JetStream ``term``, or a ``CommandFailed``
+reply for a command) — it is never redelivered forever and never stops the service.
+
+Handler outcomes on JetStream consumers:
+    returns None            ack
+    returns Later(delay)    nak with that delay (e.g. re-schedule a tick)
+    raises TemporaryError   nak with ``retry_delay_s``
+    raises PermanentError   term
+    raises anything else    logged with traceback, nak with ``retry_delay_s``
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import msgspec
+import nats.errors
+import nats.js.errors
+from nats.aio.msg import Msg
+
+from libs import errors, logs, messages, streams
+from libs.lifecycle import Runtime
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True)
+class Later:
+    """Handler result: redeliver this message after ``delay_s`` seconds."""
+
+    delay_s: float
+
+
+def _headers(msg_id: str | None = None, correlation_id: str | None = None) -> dict[str, str]:
+    return {
+        messages.HEADER_MSG_ID: msg_id or uuid.uuid4().hex,
+        messages.HEADER_CORRELATION_ID: correlation_id or uuid.uuid4().hex,
+    }
+
+
+def _context(msg: Msg) -> dict[str, str]:
+    headers = msg.headers or {}
+    return {
+        "subject": msg.subject,
+        "msg_id": headers.get(messages.HEADER_MSG_ID, ""),
+        "correlation_id": headers.get(messages.HEADER_CORRELATION_ID, ""),
+    }
+
+
+# ----------------------------------------------------------------------------- publishing
+
+
+async def publish_event(
+    rt: Runtime, event: messages.EventBase, *, correlation_id: str | None = None
+) -> None:
+    """Append an event to ``SLUICE_EVENTS`` (de-duplicated by message id for 2 minutes)."""
+    subject = messages.event_subject(
+        event.canary.namespace, event.canary.name, messages.event_kind(event)
+    )
+    try:
+        await rt.js.publish(
+            subject,
+            messages.ENCODER.encode(event),
+            timeout=rt.settings.nats_request_timeout_s,
+            headers=_headers(correlation_id=correlation_id),
+        )
+    except nats.errors.TimeoutError as exc:
+        raise errors.Timeout(f"publishing to {subject} timed out") from exc
+    except (nats.errors.Error, nats.js.errors.Error) as exc:
+        raise errors.Unavailable(f"publishing to {subject} failed: {exc}") from exc
+
+
+async def request(
+    rt: Runtime,
+    subject: str,
+    command: messages.CommandBase,
+    *,
+    correlation_id: str | None = None,
+) -> messages.Reply:
+    """Send a command and decode the typed reply; no responder or no answer is temporary."""
+    try:
+        msg = await rt.nc.request(
+            subject,
+            messages.ENCODER.encode(command),
+            timeout=command.timeout_s,
+            headers=_headers(correlation_id=correlation_id),
+        )
+    except nats.errors.NoRespondersError as exc:
+        raise errors.Unavailable(f"no service answers {subject}") from exc
+    except nats.errors.TimeoutError as exc:
+        raise errors.Timeout(f"{subject} did not answer within {command.timeout_s}s") from exc
+    except nats.errors.Error as exc:
+        raise errors.Unavailable(f"request on {subject} failed: {exc}") from exc
+    try:
+        return messages.REPLY_DECODER.decode(msg.data)
+    except msgspec.DecodeError as exc:
+        raise errors.InvalidInput(f"undecodable reply on {subject}: {exc}") from exc
+
+
+# ----------------------------------------------------------------------------- consuming
+
+
+class _Limiter:
+    """At most ``limit`` handlers at once; tracks them so shutdown can wait for them."""
+
+    def __init__(self, limit: int) -> None:
+        self._sem = asyncio.Semaphore(limit)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self, coro_fn: Callable[[], Awaitable[None]], name: str) -> None:
+        await self._sem.acquire()
+
+        async def wrapped() -> None:
+            try:
+                await coro_fn()
+            finally:
+                self._sem.release()
+
+        task = asyncio.create_task(wrapped(), name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def reject(rt: Runtime, msg: Msg, subscription: str, reason: str, detail: str) -> None:
+    rt.metrics.rejected.labels(subject=subscription, reason=reason).inc()
+    logs.ContextAdapter(log, _context(msg)).warning("rejected message (%s): %s", reason, detail)
+
+
+async def serve_requests(
+    rt: Runtime,
+    subject: str,
+    queue: str,
+    decoder: msgspec.json.Decoder[T],
+    handler: Callable[[T], Awaitable[messages.Reply]],
+) -> None:
+    """Answer commands on ``subject`` as one member of ``queue`` until the service stops."""
+    sub = await rt.nc.subscribe(subject, queue=queue)
+    limiter = _Limiter(rt.settings.max_in_flight)
+
+    async def handle(msg: Msg) -> None:
+        ctx = logs.ContextAdapter(log, _context(msg))
+        started = time.perf_counter()
+        reply: messages.Reply
+        try:
+            command = decoder.decode(msg.data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            reject(rt, msg, subject, "undecodable", str(exc))
+            reply = messages.CommandFailed(error=f"invalid command: {exc}", temporary=False)
+        else:
+            try:
+                reply = await handler(command)
+            except errors.SluiceError as exc:
+                rt.metrics.failed.labels(subject=subject, decision="temporary" if exc.temporary else "permanent").inc()
+                ctx.warning("command failed: %s", exc)
+                reply = messages.CommandFailed(
+                    canary=getattr(command, "canary", None), error=str(exc), temporary=exc.temporary
+                )
+            except Exception as exc:
+                rt.metrics.failed.labels(subject=subject, decision="temporary").inc()
+                ctx.exception("command handler crashed")
+                reply = messages.CommandFailed(
+                    canary=getattr(command, "canary", None),
+                    error=f"internal error: {type(exc).__name__}: {exc}",
+                    temporary=True,
+                )
+        rt.metrics.handled.labels(subject=subject).observe(time.perf_counter() - started)
+        if msg.reply:
+            with contextlib.suppress(nats.errors.Error):
+                await msg.respond(messages.ENCODER.encode(reply))
+
+    try:
+        async for msg in _until_stopping(rt, sub.messages):
+            rt.metrics.received.labels(subject=subject).inc()
+            await limiter.run(lambda msg=msg: handle(msg), name=f"{rt.name}:{subject}")  # type: ignore[misc]
+    finally:
+        with contextlib.suppress(nats.errors.Error):
+            await sub.unsubscribe()
+        await limiter.drain()
+
+
+async def _until_stopping(rt: Runtime, source: Any) -> Any:
+    """Iterate an async iterator of messages until the runtime starts stopping."""
+    iterator = source.__aiter__()
+    stop = asyncio.ensure_future(rt.stopping.wait())
+    try:
+        while True:
+            nxt = asyncio.ensure_future(iterator.__anext__())
+            done, _ = await asyncio.wait({nxt, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if nxt in done:
+                try:
+                    yield nxt.result()
+                except StopAsyncIteration:
+                    return
+                continue
+            nxt.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                await nxt
+            return
+    finally:
+        stop.cancel()
+
+
+async def consume(
+    rt: Runtime,
+    consumer: streams.Consumer,
+    decoder: msgspec.json.Decoder[T],
+    handler: Callable[[T], Awaitable[Later | None]],
+    *,
+    batch: int = 10,
+    fetch_timeout_s: float = 2.0,
+    retry_delay_s: float = 5.0,
+) -> None:
+    """Pull from a durable JetStream consumer until the service stops."""
+    limiter = _Limiter(rt.settings.max_in_flight)
+    name = consumer.filter_subject
+    psub = await rt.js.pull_subscribe_bind(durable=consumer.durable, stream=consumer.stream)
+
+    async def handle(msg: Msg) -> None:
+        ctx = logs.ContextAdapter(log, _context(msg))
+        started = time.perf_counter()
+        try:
+            value = decoder.decode(msg.data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            reject(rt, msg, name, "undecodable", str(exc))
+            await _settle(msg.term())
+            return
+        try:
+            outcome = await handler(value)
+        except errors.SluiceError as exc:
+            decision = "temporary" if exc.temporary else "permanent"
+            rt.metrics.failed.labels(subject=name, decision=decision).inc()
+            ctx.warning("handling failed (%s): %s", decision, exc)
+            await _settle(msg.nak(delay=retry_delay_s) if exc.temporary else msg.term())
+        except Exception:
+            rt.metrics.failed.labels(subject=name, decision="temporary").inc()
+            ctx.exception("handler crashed; message will be redelivered")
+            await _settle(msg.nak(delay=retry_delay_s))
+        else:
+            await _settle(msg.nak(delay=outcome.delay_s) if outcome else msg.ack())
+        finally:
+            rt.metrics.handled.labels(subject=name).observe(time.perf_counter() - started)
+
+    try:
+        while not rt.stopping.is_set():
+            if not rt.nc.is_connected:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(rt.stopping.wait(), timeout=rt.settings.nats_reconnect_wait_s)
+                continue
+            try:
+                msgs = await psub.fetch(batch, timeout=fetch_timeout_s)
+            except nats.errors.TimeoutError:
+                continue
+            except (nats.errors.Error, nats.js.errors.Error) as exc:
+                log.debug("fetch from %s failed: %s", consumer.durable, exc)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(rt.stopping.wait(), timeout=rt.settings.nats_reconnect_wait_s)
+                continue
+            for msg in msgs:
+                rt.metrics.received.labels(subject=name).inc()
+                await limiter.run(lambda msg=msg: handle(msg), name=f"{rt.name}:{consumer.durable}")  # type: ignore[misc]
+    finally:
+        await limiter.drain()
+        with contextlib.suppress(nats.errors.Error):
+            await psub.unsubscribe()
+
+
+async def _settle(ack: Awaitable[None]) -> None:
+    """Ack/nak/term are best effort: if the bus is gone, the message is redelivered anyway."""
+    with contextlib.suppress(nats.errors.Error, nats.js.errors.Error):
+        await ack

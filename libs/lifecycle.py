@@ -1,0 +1,225 @@
+"""How every Sluice service process starts, runs and stops.
+
+``run(name, settings, setup)`` is all a service's ``__main__`` calls::
+
+    start    logging → signal handlers → /healthz server → connect NATS (retrying) → setup(runtime)
+             (setup declares streams and starts the service's root tasks) → /readyz turns 200
+    run      until SIGTERM/SIGINT, or until a root task dies (then the exit code is 1)
+    stop     /readyz 503 → root tasks stop fetching and finish in-flight work for at most
+             ``shutdown_grace_s`` → NATS drained → HTTP server closed; a hard-exit timer of
+             ``hard_exit_s`` ends the process if any of this hangs
+
+NATS reconnects forever in the background; while it is away ``/readyz`` answers 503 and the
+consumers wait instead of failing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import importlib.metadata
+import logging
+import os
+import signal
+import threading
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+import nats
+import nats.errors
+import uvloop
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from libs import errors, health, logs, metrics, settings
+
+log = logging.getLogger(__name__)
+
+
+def version() -> str:
+    try:
+        return importlib.metadata.version("sluice")
+    except importlib.metadata.PackageNotFoundError:
+        return "0.0.0+unknown"
+
+
+@dataclasses.dataclass
+class Runtime:
+    """What a service's setup and handlers get: the bus, metrics, and a way to add root tasks."""
+
+    name: str
+    settings: settings.ServiceSettings
+    nc: Client
+    js: JetStreamContext
+    metrics: metrics.BusMetrics
+    stopping: asyncio.Event
+    _tg: asyncio.TaskGroup
+    _roots: list[asyncio.Task[None]] = dataclasses.field(default_factory=list)
+    _closers: list[Callable[[], Awaitable[None]]] = dataclasses.field(default_factory=list)
+
+    def spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
+        """Start a long-lived root task; if it raises, the service stops with exit code 1."""
+        self._roots.append(self._tg.create_task(coro, name=f"{self.name}:{name}"))
+
+    def on_close(self, closer: Callable[[], Awaitable[None]]) -> None:
+        """Register a cleanup (close a client) run after the root tasks ended."""
+        self._closers.append(closer)
+
+
+Setup = Callable[[Runtime], Awaitable[None]]
+
+
+async def connect_nats(
+    cfg: settings.ServiceSettings,
+    name: str,
+    state: health.HealthState,
+    bus_metrics: metrics.BusMetrics,
+    stop: asyncio.Event,
+) -> Client:
+    """Connect, retrying the first connection until it works or the service is asked to stop."""
+    nc = Client()
+
+    async def disconnected() -> None:
+        log.warning("disconnected from NATS; reconnecting")
+
+    async def reconnected() -> None:
+        bus_metrics.nats_reconnects.inc()
+        log.info("reconnected to NATS at %s", nc.connected_url.netloc if nc.connected_url else "?")
+
+    async def error(exc: Exception) -> None:
+        log.debug("NATS client error: %s", exc)
+
+    state.nats_connected = lambda: nc.is_connected
+    delay = cfg.nats_reconnect_wait_s
+    while True:
+        try:
+            await nc.connect(
+                servers=[cfg.nats_url],
+                name=f"sluice-{name}",
+                connect_timeout=cfg.nats_connect_timeout_s,
+                reconnect_time_wait=cfg.nats_reconnect_wait_s,
+                max_reconnect_attempts=-1,
+                allow_reconnect=True,
+                disconnected_cb=disconnected,
+                reconnected_cb=reconnected,
+                error_cb=error,
+                drain_timeout=int(max(1, cfg.shutdown_grace_s)),
+            )
+            log.info("connected to NATS at %s", cfg.nats_url)
+            return nc
+        except (nats.errors.NoServersError, OSError, asyncio.TimeoutError) as exc:
+            log.warning("NATS at %s not reachable (%s); retrying in %.1fs", cfg.nats_url, exc, delay)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=delay)
+        if stop.is_set():
+            raise errors.Unavailable(f"stopped before NATS at {cfg.nats_url} was reachable")
+        delay = min(delay * 2, 10.0)
+
+
+def _arm_hard_exit(seconds: float) -> threading.Timer:
+    def hard_exit() -> None:
+        log.error("shutdown took longer than %.1fs; exiting hard", seconds)
+        logging.shutdown()
+        os._exit(2)
+
+    timer = threading.Timer(seconds, hard_exit)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+async def serve(name: str, cfg: settings.ServiceSettings, setup: Setup) -> int:
+    """Run one service until it is told to stop; return the process exit code."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    bus_metrics = metrics.create(name, version())
+    state = health.HealthState()
+    http = health.HealthServer(state, bus_metrics)
+    await http.start(cfg.health_host, cfg.health_port)
+    exit_code = 0
+    timer: threading.Timer | None = None
+    nc: Client | None = None
+    runtime: Runtime | None = None
+    try:
+        nc = await connect_nats(cfg, name, state, bus_metrics, stop)
+        stopping = asyncio.Event()
+        async with asyncio.TaskGroup() as tg:
+            runtime = Runtime(
+                name=name,
+                settings=cfg,
+                nc=nc,
+                js=nc.jetstream(timeout=cfg.nats_request_timeout_s),
+                metrics=bus_metrics,
+                stopping=stopping,
+                _tg=tg,
+            )
+            await setup(runtime)
+            state.started = True
+            log.info("%s %s ready", name, version())
+            stopped = tg.create_task(stop.wait(), name=f"{name}:signals")
+            roots = set(runtime._roots)
+            # wake up when told to stop, or when any root task ends (which is a failure)
+            await asyncio.wait({stopped, *roots}, return_when=asyncio.FIRST_COMPLETED)
+            if not stop.is_set():
+                log.error("a root task ended unexpectedly; stopping")
+                exit_code = 1
+            timer = _arm_hard_exit(cfg.hard_exit_s)
+            log.info("stopping: finishing in-flight work (grace %.1fs)", cfg.shutdown_grace_s)
+            state.stopping = True
+            stopping.set()
+            stopped.cancel()
+            _done, pending = await asyncio.wait(roots, timeout=cfg.shutdown_grace_s) if roots else (set(), set())
+            for task in pending:
+                log.warning("task %s did not finish within the grace period; cancelling", task.get_name())
+                task.cancel()
+    except* errors.Unavailable as group:
+        for exc in group.exceptions:
+            log.error("%s", exc)
+        exit_code = 1
+    except* Exception as group:
+        for exc in group.exceptions:
+            log.error("service failed: %s", exc, exc_info=exc)
+        exit_code = 1
+    finally:
+        state.stopping = True
+        if runtime is not None:
+            for closer in reversed(runtime._closers):
+                try:
+                    await closer()
+                except Exception as exc:
+                    log.warning("cleanup failed: %s", exc)
+        if nc is not None and not nc.is_closed:
+            try:
+                if nc.is_connected:
+                    await nc.drain()
+                else:
+                    await nc.close()
+            except Exception as exc:  # the bus may be gone; closing is best effort
+                log.warning("closing NATS connection failed: %s", exc)
+        await http.stop()
+        if timer is not None:
+            timer.cancel()
+    log.info("%s stopped (exit code %d)", name, exit_code)
+    return exit_code
+
+
+def main(name: str, settings_cls: type[settings.S], setup: Callable[[Runtime, settings.S], Awaitable[None]]) -> None:
+    """The whole of a service's ``__main__``: settings → logging → uvloop → serve → exit code."""
+    try:
+        cfg = settings.from_env(settings_cls)
+    except errors.InvalidInput as exc:
+        logs.setup(name)
+        log.error("invalid settings: %s", exc)
+        raise SystemExit(2) from None
+    logs.setup(name, cfg.log_level, cfg.log_format)
+
+    async def bound_setup(runtime: Runtime) -> None:
+        await setup(runtime, cfg)
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        code = runner.run(serve(name, cfg, bound_setup))
+    raise SystemExit(code)

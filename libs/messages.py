@@ -1,0 +1,448 @@
+"""Every subject and every payload on Sluice's bus, declared once.
+
+Three kinds of traffic (see docs/architecture.md for who produces and consumes each):
+
+* **Events** — facts, durable in the ``SLUICE_EVENTS`` stream on
+  ``sluice.events.<namespace>.<canary>.<kind>``. One tagged union, ``Event``, tag field ``kind``.
+  The notifier and any custom integration subscribe with their own durable consumers.
+* **Commands** — requests answered by exactly one replica of the acting service (NATS
+  request/reply with a queue group). Commands carry desired state, never deltas, plus the
+  canary state revision they were decided at, so a redelivered or repeated command is harmless.
+  Every reply is a ``Reply`` (tagged union, tag field ``kind``).
+* **Ticks and observations** — one ``Tick`` per canary in the ``SLUICE_TICKS`` work queue;
+  current truth (``WorkloadObservation``) in JetStream KV buckets written by the watcher.
+
+Evolution rules: new fields get defaults; a field's type never changes; no
+``forbid_unknown_fields`` here, so older and newer replicas can share the bus during a rolling
+upgrade. JSON on the wire; the JSON Schemas in ``docs/events/`` are generated from this module.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import time
+
+import msgspec
+
+# ----------------------------------------------------------------------------- subjects
+
+EVENTS_PREFIX = "sluice.events"
+EVENTS_ALL = f"{EVENTS_PREFIX}.>"
+TICKS_PREFIX = "sluice.tick"
+TICKS_ALL = f"{TICKS_PREFIX}.>"
+CMD_TRAFFIC = "sluice.cmd.traffic.set"
+CMD_WORKLOAD = "sluice.cmd.workload"
+CMD_WEBHOOK = "sluice.cmd.webhook.run"
+DELIVERIES_PREFIX = "sluice.deliveries"
+DELIVERIES_ALL = f"{DELIVERIES_PREFIX}.>"
+
+# Queue groups: every replica of a service joins its group, so one replica answers a command.
+QUEUE_TRAFFIC_SHIFTER = "traffic-shifter"
+QUEUE_WEBHOOK_RUNNER = "webhook-runner"
+
+# Header names carried by every message Sluice publishes.
+HEADER_CORRELATION_ID = "Sluice-Correlation-Id"
+HEADER_MSG_ID = "Nats-Msg-Id"  # JetStream de-duplication uses this one
+
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _token(value: str, what: str) -> str:
+    """A subject token: Kubernetes names are DNS labels, so they never contain dots."""
+    if not _TOKEN.match(value):
+        raise ValueError(f"{what} {value!r} cannot be a subject token (expected [A-Za-z0-9_-]+)")
+    return value
+
+
+def event_subject(namespace: str, canary: str, kind: str) -> str:
+    return (
+        f"{EVENTS_PREFIX}.{_token(namespace, 'namespace')}.{_token(canary, 'canary')}."
+        f"{_token(kind, 'kind')}"
+    )
+
+
+def tick_subject(namespace: str, canary: str) -> str:
+    return f"{TICKS_PREFIX}.{_token(namespace, 'namespace')}.{_token(canary, 'canary')}"
+
+
+def delivery_subject(namespace: str, canary: str) -> str:
+    return f"{DELIVERIES_PREFIX}.{_token(namespace, 'namespace')}.{_token(canary, 'canary')}"
+
+
+def workload_key(namespace: str, name: str) -> str:
+    """Key of a workload in the ``sluice_workloads`` KV bucket."""
+    return f"{_token(namespace, 'namespace')}.{_token(name, 'name')}"
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+# ----------------------------------------------------------------------------- shared parts
+
+
+class Severity(enum.StrEnum):
+    """Alert severity, Flagger's three levels; routing rules live in the notifier."""
+
+    INFO = "info"
+    WARN = "warn"
+    ERROR = "error"
+
+
+class Phase(enum.StrEnum):
+    """Canary phases, exactly Flagger's status.phase values."""
+
+    NONE = ""
+    INITIALIZING = "Initializing"
+    INITIALIZED = "Initialized"
+    WAITING = "Waiting"
+    PROGRESSING = "Progressing"
+    WAITING_PROMOTION = "WaitingPromotion"
+    PROMOTING = "Promoting"
+    FINALISING = "Finalising"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    TERMINATING = "Terminating"
+    TERMINATED = "Terminated"
+
+
+class WebhookType(enum.StrEnum):
+    """Flagger's eight webhook types; "" in a manifest means rollout."""
+
+    CONFIRM_ROLLOUT = "confirm-rollout"
+    PRE_ROLLOUT = "pre-rollout"
+    ROLLOUT = "rollout"
+    CONFIRM_TRAFFIC_INCREASE = "confirm-traffic-increase"
+    CONFIRM_PROMOTION = "confirm-promotion"
+    POST_ROLLOUT = "post-rollout"
+    ROLLBACK = "rollback"
+    EVENT = "event"
+
+
+class CanaryRef(msgspec.Struct, frozen=True, kw_only=True):
+    namespace: str
+    name: str
+
+
+class MatchCondition(msgspec.Struct, frozen=True, kw_only=True):
+    """One A/B routing condition (Flagger ``analysis.match`` entry, flattened)."""
+
+    scope: str  # "header" | "query" | "cookie"
+    name: str
+    op: str  # "exact" | "prefix" | "suffix" | "regex"
+    value: str
+
+
+# ----------------------------------------------------------------------------- events
+
+
+class EventBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
+    """Fields every event has. ``message`` is Flagger's verbatim text where Flagger has one."""
+
+    canary: CanaryRef
+    target: str = ""  # targetRef.name; Flagger's messages say "<target>.<namespace>"
+    revision: str = ""  # pod-template hash the event is about
+    severity: Severity = Severity.INFO
+    message: str = ""
+    at_ms: int = msgspec.field(default_factory=now_ms)
+
+
+class RevisionDetected(EventBase, frozen=True, kw_only=True, tag="revision_detected"):
+    """Watcher: the target's pod template or a tracked ConfigMap/Secret changed."""
+
+    tracked_configs: dict[str, str] = {}
+
+
+class PhaseChanged(EventBase, frozen=True, kw_only=True, tag="phase_changed"):
+    """Analyzer: status.phase moved."""
+
+    previous: Phase
+    phase: Phase
+
+
+class Initialized(EventBase, frozen=True, kw_only=True, tag="initialized"):
+    """"Initialization done! <target>.<ns>"."""
+
+
+class NewRevision(EventBase, frozen=True, kw_only=True, tag="new_revision"):
+    """"New revision detected! Scaling up ..." (or "... Restarting analysis ...")."""
+
+    restarted: bool = False
+
+
+class AnalysisStarted(EventBase, frozen=True, kw_only=True, tag="analysis_started"):
+    """"Starting canary analysis for <target>.<ns>"."""
+
+
+class WeightAdvanced(EventBase, frozen=True, kw_only=True, tag="weight_advanced"):
+    """"Advance <target>.<ns> canary weight N" (or primary weight during promotion)."""
+
+    canary_weight: int
+    primary_weight: int
+
+
+class IterationAdvanced(EventBase, frozen=True, kw_only=True, tag="iteration_advanced"):
+    """"Advance <target>.<ns> canary iteration N/M" (blue/green and A/B)."""
+
+    iteration: int
+    iterations: int
+
+
+class MetricChecked(EventBase, frozen=True, kw_only=True, tag="metric_checked"):
+    """One metric measured during a step, with its value (Flagger hides these; Sluice shows them)."""
+
+    metric: str
+    value: float | None = None  # None: no values found
+    min: float | None = None
+    max: float | None = None
+    passed: bool
+
+
+class Halted(EventBase, frozen=True, kw_only=True, tag="halted"):
+    """"Halt <target>.<ns> advancement ..." — a failed check or a closed gate."""
+
+    reason: str
+    failed_checks: int
+    counted: bool = True  # gates halt without counting a failed check
+
+
+class WaitingApproval(EventBase, frozen=True, kw_only=True, tag="waiting_approval"):
+    """A confirm-* gate said no; the canary waits."""
+
+    gate: WebhookType
+    webhook: str
+
+
+class PromotionStarted(EventBase, frozen=True, kw_only=True, tag="promotion_started"):
+    """"Copying <target>.<ns> template spec to <target>-primary.<ns>"."""
+
+
+class PromotionCompleted(EventBase, frozen=True, kw_only=True, tag="promotion_completed"):
+    """"Promotion completed! Scaling down <target>.<ns>"."""
+
+    skipped_analysis: bool = False
+
+
+class RolledBack(EventBase, frozen=True, kw_only=True, tag="rolled_back"):
+    """"Rolling back <target>.<ns> ..." then "Canary failed! Scaling down <target>.<ns>"."""
+
+    reason: str
+    failed_checks: int = 0
+
+
+class WebhookFailed(EventBase, frozen=True, kw_only=True, tag="webhook_failed"):
+    """A webhook did not succeed (post-rollout failures only warn)."""
+
+    webhook: str
+    type: WebhookType
+    error: str
+
+
+class Terminated(EventBase, frozen=True, kw_only=True, tag="terminated"):
+    """"Terminated canary <target>.<ns>" (revertOnDeletion)."""
+
+
+Event = (
+    RevisionDetected
+    | PhaseChanged
+    | Initialized
+    | NewRevision
+    | AnalysisStarted
+    | WeightAdvanced
+    | IterationAdvanced
+    | MetricChecked
+    | Halted
+    | WaitingApproval
+    | PromotionStarted
+    | PromotionCompleted
+    | RolledBack
+    | WebhookFailed
+    | Terminated
+)
+
+
+def event_kind(event: EventBase) -> str:
+    """The ``kind`` tag of an event class (last token of its subject)."""
+    tag = type(event).__struct_config__.tag
+    assert isinstance(tag, str)
+    return tag
+
+
+# ----------------------------------------------------------------------------- ticks and observations
+
+
+class Tick(msgspec.Struct, frozen=True, kw_only=True):
+    """One analysis step is due for a canary (work queue ``SLUICE_TICKS``)."""
+
+    canary: CanaryRef
+    interval_s: float = 0.0  # the canary's analysis interval when known; 0 = run now
+    scheduled_at_ms: int = msgspec.field(default_factory=now_ms)
+
+
+class WorkloadObservation(msgspec.Struct, frozen=True, kw_only=True):
+    """The watcher's view of one workload, value in the ``sluice_workloads`` KV bucket."""
+
+    namespace: str
+    name: str
+    kind: str = "Deployment"
+    revision: str  # pod-template hash (replica changes do not change it)
+    generation: int
+    observed_generation: int
+    replicas: int  # spec.replicas
+    status_replicas: int = 0
+    updated_replicas: int = 0
+    ready_replicas: int = 0
+    available_replicas: int = 0
+    progress_deadline_exceeded: bool = False
+    tracked_configs: dict[str, str] = {}  # "configmap/name" -> checksum
+    observed_at_ms: int = msgspec.field(default_factory=now_ms)
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+class CommandBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
+    canary: CanaryRef
+    state_revision: int = 0  # canary status revision the command was decided at
+    timeout_s: float = 10.0
+
+
+class SetWeights(CommandBase, frozen=True, kw_only=True, tag="set_weights"):
+    """Desired split between primary and canary for the canary's route."""
+
+    route: str  # routeRef.name (the user's ApisixRoute) or standalone route id
+    service: str  # apex service name; backends are <service>-primary and <service>-canary
+    primary_weight: int
+    canary_weight: int
+    match: list[MatchCondition] = []  # A/B: the canary route only matches these
+
+
+class InitializeWorkload(CommandBase, frozen=True, kw_only=True, tag="initialize_workload"):
+    """Create or reconcile the primary workload, apex/primary/canary Services and primary HPA."""
+
+    target: str
+    service: str
+    port: int
+    target_port: int | str | None = None
+    autoscaler: str = ""
+
+
+class ScaleWorkload(CommandBase, frozen=True, kw_only=True, tag="scale_workload"):
+    """Set a workload's replicas (canary scale-up, scale to zero after promotion or rollback)."""
+
+    workload: str
+    replicas: int
+
+
+class PromoteWorkload(CommandBase, frozen=True, kw_only=True, tag="promote_workload"):
+    """Copy the canary's pod template (and configs) to the primary workload."""
+
+    target: str
+    revision: str
+
+
+WorkloadCommand = InitializeWorkload | ScaleWorkload | PromoteWorkload
+
+
+class WebhookSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """One ``analysis.webhooks[]`` entry, defaults applied."""
+
+    name: str
+    type: WebhookType
+    url: str
+    timeout_s: float = 10.0
+    retries: int = 0
+    mute_alert: bool = False
+    disable_tls: bool = False
+    metadata: dict[str, str] = {}
+
+
+class RunWebhook(CommandBase, frozen=True, kw_only=True, tag="run_webhook"):
+    """Call one user webhook with Flagger's payload and report the outcome."""
+
+    webhook: WebhookSpec
+    phase: Phase
+    checksum: str = ""
+
+
+Command = SetWeights | InitializeWorkload | ScaleWorkload | PromoteWorkload | RunWebhook
+
+
+# ----------------------------------------------------------------------------- replies
+
+
+class ReplyBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
+    canary: CanaryRef | None = None  # None only when the command itself could not be decoded
+
+
+class WeightsApplied(ReplyBase, frozen=True, kw_only=True, tag="weights_applied"):
+    route: str  # the generated route's name, e.g. <route>-<service>-canary
+    primary_weight: int
+    canary_weight: int
+
+
+class WorkloadApplied(ReplyBase, frozen=True, kw_only=True, tag="workload_applied"):
+    workload: str
+    replicas: int | None = None
+
+
+class WebhookResult(ReplyBase, frozen=True, kw_only=True, tag="webhook_result"):
+    """Outcome of a webhook call: ``ok`` means HTTP status <= 202 (Flagger's rule)."""
+
+    webhook: str
+    type: WebhookType
+    ok: bool
+    status_code: int | None = None  # None: no HTTP answer (timeout, connection error)
+    attempts: int = 1
+    duration_ms: float = 0.0
+    message: str = ""  # response body excerpt or the error
+
+
+class CommandFailed(ReplyBase, frozen=True, kw_only=True, tag="command_failed"):
+    """The command was not carried out; ``temporary`` says whether retrying may help."""
+
+    error: str
+    temporary: bool
+
+
+Reply = WeightsApplied | WorkloadApplied | WebhookResult | CommandFailed
+
+
+# ----------------------------------------------------------------------------- notifier output
+
+
+class DeliveryResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What the notifier did with one event for one alert provider (core NATS, not durable)."""
+
+    canary: CanaryRef
+    event_kind: str
+    provider: str  # "slack/<alert name>", "kubernetes-event", ...
+    ok: bool
+    error: str = ""
+    at_ms: int = msgspec.field(default_factory=now_ms)
+
+
+# ----------------------------------------------------------------------------- codecs (built once)
+
+ENCODER = msgspec.json.Encoder()
+EVENT_DECODER = msgspec.json.Decoder(Event)
+TICK_DECODER = msgspec.json.Decoder(Tick)
+TRAFFIC_DECODER = msgspec.json.Decoder(SetWeights)
+WORKLOAD_DECODER = msgspec.json.Decoder(WorkloadCommand)
+WEBHOOK_DECODER = msgspec.json.Decoder(RunWebhook)
+REPLY_DECODER = msgspec.json.Decoder(Reply)
+OBSERVATION_DECODER = msgspec.json.Decoder(WorkloadObservation)
+DELIVERY_DECODER = msgspec.json.Decoder(DeliveryResult)
+
+# What the schema generator writes to docs/events/: name -> type.
+SCHEMA_TYPES: dict[str, object] = {
+    "event": Event,
+    "tick": Tick,
+    "workload-observation": WorkloadObservation,
+    "command-set-weights": SetWeights,
+    "command-workload": WorkloadCommand,
+    "command-run-webhook": RunWebhook,
+    "reply": Reply,
+    "delivery-result": DeliveryResult,
+}

@@ -1,0 +1,101 @@
+"""Service settings: one frozen Struct per service, read once from the environment.
+
+Each field maps to an environment variable ``SLUICE_<FIELD>`` (upper case). Values are
+converted with msgspec (``"5"`` → ``5``, ``"true"`` → ``True``); a bad value fails start-up
+with the variable's name and what was expected::
+
+    SLUICE_HEALTH_PORT: expected an integer, got "abc"
+
+Settings are passed explicitly to whoever needs them, never read from globals. Every timeout
+and backoff is a setting with its unit in the name.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from typing import TypeVar
+
+import msgspec
+
+from libs import errors
+
+PREFIX = "SLUICE_"
+
+_EXPECTED = {
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "str": "a string",
+}
+
+
+class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """What every service shares. Subclass per service to add its own fields."""
+
+    nats_url: str = "nats://127.0.0.1:4222"
+    nats_connect_timeout_s: float = 5.0
+    nats_reconnect_wait_s: float = 1.0
+    nats_request_timeout_s: float = 10.0
+    health_host: str = "127.0.0.1"
+    health_port: int = 0  # 0: any free port (the chosen one is logged)
+    log_level: str = "INFO"
+    log_format: str = "text"  # "text" for people, "json" for log pipelines
+    shutdown_grace_s: float = 10.0  # finish in-flight work for at most this long
+    hard_exit_s: float = 25.0  # then exit regardless (shorter than the pod's 30s grace)
+    max_in_flight: int = 32  # messages handled at once per consumer
+
+    def __post_init__(self) -> None:
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError(
+                f"log_level: expected one of DEBUG, INFO, WARNING, ERROR, got {self.log_level!r}"
+            )
+        if self.log_format not in ("text", "json"):
+            raise ValueError(f'log_format: expected "text" or "json", got {self.log_format!r}')
+        if not 0 <= self.health_port <= 65535:
+            raise ValueError(f"health_port: expected 0..65535, got {self.health_port}")
+        if self.max_in_flight < 1:
+            raise ValueError(f"max_in_flight: expected at least 1, got {self.max_in_flight}")
+        if self.shutdown_grace_s >= self.hard_exit_s:
+            raise ValueError(
+                f"shutdown_grace_s: expected less than hard_exit_s ({self.hard_exit_s}), "
+                f"got {self.shutdown_grace_s}"
+            )
+
+
+S = TypeVar("S", bound=ServiceSettings)
+
+_PATH = re.compile(r"`\$\.([A-Za-z0-9_]+)`")
+_EXPECTED_TYPE = re.compile(r"Expected `([^`]+)`")
+
+
+def _env_name(field: str) -> str:
+    return PREFIX + field.upper()
+
+
+def from_env(cls: type[S], environ: Mapping[str, str] | None = None) -> S:
+    """Build ``cls`` from ``SLUICE_*`` variables; raise ``InvalidInput`` naming the variable."""
+    env = os.environ if environ is None else environ
+    raw = {
+        field: env[_env_name(field)]
+        for field in cls.__struct_fields__
+        if _env_name(field) in env
+    }
+    try:
+        return msgspec.convert(raw, type=cls, strict=False)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        field_match = _PATH.search(text)
+        if field_match:
+            field = field_match.group(1)
+            type_match = _EXPECTED_TYPE.search(text)
+            expected = type_match.group(1) if type_match else "a valid value"
+            expected = _EXPECTED.get(expected, expected)
+            message = f'{_env_name(field)}: expected {expected}, got "{raw.get(field, "")}"'
+        else:
+            # raised by __post_init__: "<field>: expected ..., got ..."
+            field, _, rest = text.partition(":")
+            message = f"{_env_name(field.strip())}:{rest}" if rest else text
+            field = field.strip()
+        raise errors.InvalidInput(message, path=_env_name(field)) from exc

@@ -1,0 +1,133 @@
+"""JetStream streams, consumers and KV buckets, declared as data and created idempotently.
+
+Every service calls ``declare(js, ...)`` for what it uses at start-up; creating something that
+already exists with the same configuration is a no-op, and a changed configuration is applied
+with an update, so replicas of different versions can start in any order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import nats.errors
+import nats.js.errors
+from nats.js import JetStreamContext, api
+
+from libs import errors, messages
+
+log = logging.getLogger(__name__)
+
+DAY_S = 24 * 3600.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Stream:
+    name: str
+    subjects: tuple[str, ...]
+    retention: api.RetentionPolicy = api.RetentionPolicy.LIMITS
+    max_age_s: float = 7 * DAY_S
+    duplicate_window_s: float = 120.0
+    max_msgs_per_subject: int = -1
+
+    def config(self) -> api.StreamConfig:
+        return api.StreamConfig(
+            name=self.name,
+            subjects=list(self.subjects),
+            retention=self.retention,
+            storage=api.StorageType.FILE,
+            max_age=self.max_age_s,
+            duplicate_window=self.duplicate_window_s,
+            max_msgs_per_subject=self.max_msgs_per_subject,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Consumer:
+    stream: str
+    durable: str
+    filter_subject: str
+    ack_wait_s: float = 30.0
+    max_deliver: int = 10
+    max_ack_pending: int = 1000
+
+    def config(self) -> api.ConsumerConfig:
+        return api.ConsumerConfig(
+            durable_name=self.durable,
+            filter_subject=self.filter_subject,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            deliver_policy=api.DeliverPolicy.ALL,
+            ack_wait=self.ack_wait_s,
+            max_deliver=self.max_deliver,
+            max_ack_pending=self.max_ack_pending,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Bucket:
+    name: str
+    history: int = 1
+    description: str = ""
+
+    def config(self) -> api.KeyValueConfig:
+        return api.KeyValueConfig(
+            bucket=self.name,
+            history=self.history,
+            description=self.description,
+            storage=api.StorageType.FILE,
+        )
+
+
+# ----------------------------------------------------------------------------- declarations
+
+EVENTS = Stream(name="SLUICE_EVENTS", subjects=(messages.EVENTS_ALL,))
+TICKS = Stream(
+    name="SLUICE_TICKS",
+    subjects=(messages.TICKS_ALL,),
+    retention=api.RetentionPolicy.WORK_QUEUE,
+    max_age_s=0,
+    max_msgs_per_subject=1,  # one pending tick per canary
+)
+
+WORKLOADS = Bucket(name="sluice_workloads", description="watcher: workload readiness and revision")
+
+NOTIFIER_EVENTS = Consumer(stream=EVENTS.name, durable="notifier", filter_subject=messages.EVENTS_ALL)
+ANALYZER_TICKS = Consumer(
+    stream=TICKS.name, durable="analyzer", filter_subject=messages.TICKS_ALL, max_deliver=-1
+)
+ANALYZER_HINTS = Consumer(
+    stream=EVENTS.name,
+    durable="analyzer-hints",
+    filter_subject=f"{messages.EVENTS_PREFIX}.*.*.revision_detected",
+)
+
+
+async def declare(
+    js: JetStreamContext,
+    streams: tuple[Stream, ...] = (),
+    consumers: tuple[Consumer, ...] = (),
+    buckets: tuple[Bucket, ...] = (),
+    timeout_s: float = 5.0,
+) -> None:
+    """Create (or update to match) the given streams, then buckets, then consumers."""
+    try:
+        for stream in streams:
+            try:
+                await js.add_stream(stream.config(), timeout=timeout_s)
+            except nats.js.errors.BadRequestError:
+                # exists with another configuration: bring it to the declared one
+                await js.update_stream(stream.config(), timeout=timeout_s)
+        for bucket in buckets:
+            await js.create_key_value(bucket.config())
+        for consumer in consumers:
+            await js.add_consumer(consumer.stream, consumer.config(), timeout=timeout_s)
+    except nats.errors.TimeoutError as exc:
+        raise errors.Timeout(f"JetStream did not answer within {timeout_s}s: {exc}") from exc
+    except (nats.js.errors.Error, nats.errors.Error) as exc:
+        raise errors.Unavailable(f"declaring JetStream assets failed: {exc}") from exc
+    log.debug(
+        "declared streams=%s consumers=%s buckets=%s",
+        [s.name for s in streams],
+        [c.durable for c in consumers],
+        [b.name for b in buckets],
+    )

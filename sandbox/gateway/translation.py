@@ -1,0 +1,585 @@
+"""ApisixRoute → APISIX routes: the apisix-ingress-controller's translation, as a pure function.
+
+``translate(apisix_routes, services, endpoints)`` turns the cluster's objects into a
+``RouteTable``; nothing here does I/O, so it is tested with plain dicts. What is copied from
+apisix-ingress-controller (``pkg/kube/translation/apisix_route.go``, v2 API):
+
+* one APISIX route per ``spec.http[]`` rule, named ``<namespace>_<apisixroute>_<rule name>``;
+  its id is ``crc32(name)`` in lowercase hex (``pkg/id.GenID``). The prometheus plugin reports
+  the name as the ``route`` label when its config has ``prefer_name: true``, else the id;
+* ``match.paths`` → ``uris`` (exact, or prefix when ending with ``*``), ``match.hosts`` → ``hosts``
+  (exact or ``*.suffix``), ``match.methods``, ``match.remoteAddrs``, ``priority`` (default 0);
+* ``match.exprs`` → ``vars``: Header ``X-Foo`` → ``http_x_foo``, Query ``Foo`` → ``arg_foo``,
+  Cookie ``foo`` → ``cookie_foo`` (case kept), Path → ``uri``; ops Equal ``==``, NotEqual ``~=``,
+  GreaterThan ``>``, LessThan ``<``, In ``in``, NotIn ``! in``, RegexMatch ``~~``,
+  RegexMatchCaseInsensitive ``~*``, RegexNotMatch ``! ~~``, RegexNotMatchCaseInsensitive ``! ~*``;
+* ``plugins[]``: only entries with ``enable: true`` reach APISIX. Only ``prometheus`` has an
+  effect here (metrics are recorded for routes that carry it, unless its config says
+  ``disable: true``); the others are kept in the table for inspection;
+* ``backends[]``: the first backend is the route's upstream; with more than one backend the
+  others and the first's weight form the ``traffic-split`` plugin's ``weighted_upstreams``
+  (weight default 100). With a single backend its weight plays no part, as in APISIX;
+* an upstream is named ``<namespace>_<service>[_<subset>]_<service port>[_service]``; its
+  nodes are the ready addresses of the Service's Endpoints on the endpoints port whose name
+  equals the Service port's name (``resolveGranularity: endpoints``, the default), or the one
+  node ``<clusterIP>:<service port>`` (``resolveGranularity: service``) which the data plane
+  dials through the endpoints, as kube-proxy would.
+
+Where the sandbox deliberately differs: the real controller rejects a whole ApisixRoute whose
+backend Service is missing (its routes never reach APISIX). Here the backend gets an upstream
+without nodes (``error`` says why), so its share of requests is answered 503 as APISIX answers
+an upstream without nodes — visible to tests, and the other backends keep working. A rule that
+cannot be translated at all (no paths, no backends, bad expr, duplicated name) is skipped and
+reported in ``RouteTable.errors``; the other rules of the ApisixRoute stay.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+import zlib
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+Obj = dict[str, Any]
+Key = tuple[str, str]
+
+DEFAULT_WEIGHT = 100  # apisix-ingress-controller's _defaultWeight
+DEFAULT_UPSTREAM_TIMEOUT = 60.0  # seconds, APISIX's default connect/send/read timeout
+
+_SCOPES = {"Header", "Query", "Cookie", "Path"}
+OPERATORS: Mapping[str, tuple[bool, str]] = {  # ApisixRoute op -> (inverted, lua-resty-expr op)
+    "Equal": (False, "=="),
+    "NotEqual": (False, "~="),
+    "GreaterThan": (False, ">"),
+    "LessThan": (False, "<"),
+    "In": (False, "in"),
+    "NotIn": (True, "in"),
+    "RegexMatch": (False, "~~"),
+    "RegexMatchCaseInsensitive": (False, "~*"),
+    "RegexNotMatch": (True, "~~"),
+    "RegexNotMatchCaseInsensitive": (True, "~*"),
+}
+
+
+class TranslationError(Exception):
+    """A rule that cannot become an APISIX route; the message names the field path."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Node:
+    """One upstream node: ``host:port`` is what APISIX reports (``node`` label)."""
+
+    host: str
+    port: int
+    # Where connections really go when ``host`` is a Service ClusterIP (kube-proxy emulation);
+    # empty when the node is dialled directly.
+    via: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Upstream:
+    name: str
+    service: str
+    service_port: int | str  # as written in the backend
+    resolve_granularity: str  # "endpoints" or "service"
+    subset: str
+    nodes: tuple[Node, ...]
+    error: str = ""  # why there are no nodes
+
+    @property
+    def id(self) -> str:
+        return gen_id(self.name)
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightedUpstream:
+    upstream: Upstream
+    weight: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Expr:
+    """One ``vars`` entry: ``[var, op, value]`` or ``[var, "!", op, value]``."""
+
+    var: str
+    op: str  # lua-resty-expr operator
+    value: str | tuple[str, ...]
+    invert: bool = False
+
+    def to_vars(self) -> list[Any]:
+        value = list(self.value) if isinstance(self.value, tuple) else self.value
+        return [self.var, "!", self.op, value] if self.invert else [self.var, self.op, value]
+
+
+@dataclasses.dataclass(frozen=True)
+class Timeout:
+    connect: float = DEFAULT_UPSTREAM_TIMEOUT
+    send: float = DEFAULT_UPSTREAM_TIMEOUT
+    read: float = DEFAULT_UPSTREAM_TIMEOUT
+
+
+@dataclasses.dataclass(frozen=True)
+class Route:
+    name: str
+    namespace: str
+    apisixroute: str
+    rule: str
+    priority: int
+    uris: tuple[str, ...]
+    hosts: tuple[str, ...]
+    methods: tuple[str, ...]
+    remote_addrs: tuple[str, ...]
+    vars: tuple[Expr, ...]
+    plugins: Mapping[str, Any]  # enabled plugins only, name -> config, as APISIX gets them
+    upstream: Upstream  # the route's own upstream: the first backend
+    # traffic-split weighted_upstreams: the other backends, then the first backend's weight.
+    # Empty with a single backend.
+    weighted_upstreams: tuple[WeightedUpstream, ...]
+    timeout: Timeout | None
+    disabled_plugins: tuple[str, ...] = ()  # listed with enable: false (not sent to APISIX)
+
+    @property
+    def id(self) -> str:
+        return gen_id(self.name)
+
+    @property
+    def prometheus(self) -> bool:
+        conf = self.plugins.get("prometheus")
+        if conf is None:
+            return False
+        conf = conf if isinstance(conf, Mapping) else {}
+        meta = conf.get("_meta")
+        meta_disabled = isinstance(meta, Mapping) and meta.get("disable") is True
+        return not (conf.get("disable") is True or meta_disabled)
+
+    @property
+    def metric_route_label(self) -> str:
+        conf = self.plugins.get("prometheus")
+        if isinstance(conf, Mapping) and conf.get("prefer_name") is True:
+            return self.name
+        return self.id
+
+    def backends(self) -> tuple[WeightedUpstream, ...]:
+        """Where requests go, first backend first, with the weights traffic-split uses."""
+        if not self.weighted_upstreams:
+            return (WeightedUpstream(self.upstream, DEFAULT_WEIGHT),)
+        *others, own = self.weighted_upstreams
+        return (WeightedUpstream(self.upstream, own.weight), *others)
+
+    def weights(self) -> dict[str, int]:
+        """Service name → weight, the handiest view for tests (``wait_synced`` predicates)."""
+        if not self.weighted_upstreams:
+            return {self.upstream.service: DEFAULT_WEIGHT}
+        return {b.upstream.service: b.weight for b in self.backends()}
+
+    def to_json(self) -> Obj:
+        """The route as APISIX's Admin API would show it, plus the resolved upstreams."""
+
+        def upstream_json(up: Upstream) -> Obj:
+            out: Obj = {
+                "id": up.id,
+                "name": up.name,
+                "type": "roundrobin",
+                "nodes": [
+                    {"host": n.host, "port": n.port, "weight": DEFAULT_WEIGHT} for n in up.nodes
+                ],
+            }
+            if up.error:
+                out["error"] = up.error
+            return out
+
+        plugins = dict(self.plugins)
+        if self.weighted_upstreams:
+            plugins["traffic-split"] = {
+                "rules": [
+                    {
+                        "weighted_upstreams": [
+                            {"upstream_id": w.upstream.id, "weight": w.weight}
+                            if w.upstream is not self.upstream
+                            else {"weight": w.weight}
+                            for w in self.weighted_upstreams
+                        ]
+                    }
+                ]
+            }
+        out: Obj = {
+            "id": self.id,
+            "name": self.name,
+            "priority": self.priority,
+            "uris": list(self.uris),
+            "plugins": plugins,
+            "upstream_id": self.upstream.id,
+            "status": 1,
+            "labels": {
+                "namespace": self.namespace,
+                "apisixroute": self.apisixroute,
+                "rule": self.rule,
+            },
+        }
+        for key, value in (
+            ("hosts", self.hosts),
+            ("methods", self.methods),
+            ("remote_addrs", self.remote_addrs),
+        ):
+            if value:
+                out[key] = list(value)
+        if self.vars:
+            out["vars"] = [e.to_vars() for e in self.vars]
+        if self.timeout:
+            out["timeout"] = dataclasses.asdict(self.timeout)
+        if self.disabled_plugins:
+            out["disabled_plugins"] = list(self.disabled_plugins)
+        out["upstreams"] = [
+            upstream_json(w.upstream) | {"weight": w.weight} for w in self.backends()
+        ]
+        out["weights"] = self.weights()
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class RouteTable:
+    routes: tuple[Route, ...] = ()
+    errors: tuple[str, ...] = ()
+
+    def get(self, name: str) -> Route | None:
+        for route in self.routes:
+            if route.name == name:
+                return route
+        return None
+
+    def names(self) -> set[str]:
+        return {r.name for r in self.routes}
+
+    def to_json(self) -> Obj:
+        return {"routes": [r.to_json() for r in self.routes], "errors": list(self.errors)}
+
+
+def gen_id(raw: str) -> str:
+    """apisix-ingress-controller's ``id.GenID``: CRC-32 (IEEE) of the name, lowercase hex."""
+    return format(zlib.crc32(raw.encode()), "x") if raw else ""
+
+
+def compose_route_name(namespace: str, apisixroute: str, rule: str) -> str:
+    return f"{namespace}_{apisixroute}_{rule}"
+
+
+def compose_upstream_name(
+    namespace: str, service: str, subset: str, port: int, granularity: str
+) -> str:
+    parts = [namespace, service] + ([subset] if subset else []) + [str(port)]
+    if granularity == "service":
+        parts.append("service")
+    return "_".join(parts)
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str, path: str) -> float:
+    """A Go ``time.Duration`` string (``"5s"``, ``"1m30s"``, ``"500ms"``) in seconds."""
+    pos, total = 0, 0.0
+    text = text.strip()
+    while pos < len(text):
+        m = _DURATION_PART.match(text, pos)
+        if not m:
+            raise TranslationError(f"Expected a duration such as '5s', got {text!r} - at {path}")
+        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+        pos = m.end()
+    if not text:
+        raise TranslationError(f"Expected a duration such as '5s', got '' - at {path}")
+    return total
+
+
+def translate(
+    apisix_routes: Iterable[Obj],
+    services: Mapping[Key, Obj],
+    endpoints: Mapping[Key, Obj],
+) -> RouteTable:
+    """All routes of all ApisixRoutes, ordered by name (matching order is ``matching``'s job)."""
+    routes: list[Route] = []
+    errors: list[str] = []
+    for ar in apisix_routes:
+        meta = ar.get("metadata") or {}
+        namespace, name = meta.get("namespace") or "default", meta.get("name") or ""
+        if meta.get("deletionTimestamp"):
+            continue
+        http = (ar.get("spec") or {}).get("http") or []
+        seen: set[str] = set()
+        for index, rule in enumerate(http):
+            path = f"{namespace}/{name}: $.spec.http[{index}]"
+            try:
+                rule_name = rule.get("name") or ""
+                if not rule_name:
+                    raise TranslationError(f"Expected a rule name - at {path}.name")
+                if rule_name in seen:
+                    raise TranslationError(
+                        f"duplicated route rule name {rule_name!r} - at {path}.name"
+                    )
+                seen.add(rule_name)
+                routes.append(translate_rule(namespace, name, rule, services, endpoints, path))
+            except TranslationError as e:
+                errors.append(str(e))
+    routes.sort(key=lambda r: r.name)
+    return RouteTable(tuple(routes), tuple(errors))
+
+
+def translate_rule(
+    namespace: str,
+    apisixroute: str,
+    rule: Obj,
+    services: Mapping[Key, Obj],
+    endpoints: Mapping[Key, Obj],
+    path: str = "$.spec.http[]",
+) -> Route:
+    match = rule.get("match") or {}
+    uris = tuple(_strings(match.get("paths"), f"{path}.match.paths"))
+    if not uris:
+        raise TranslationError(f"Expected at least one path - at {path}.match.paths")
+    for i, uri in enumerate(uris):
+        if not uri.startswith("/"):
+            raise TranslationError(
+                f"Expected a path starting with '/', got {uri!r} - at {path}.match.paths[{i}]"
+            )
+    hosts = tuple(h.lower() for h in _strings(match.get("hosts"), f"{path}.match.hosts"))
+    methods = tuple(m.upper() for m in _strings(match.get("methods"), f"{path}.match.methods"))
+    remote_addrs = tuple(_strings(match.get("remoteAddrs"), f"{path}.match.remoteAddrs"))
+    for i, addr in enumerate(remote_addrs):
+        try:
+            ipaddress.ip_network(addr, strict=False)
+        except ValueError as e:
+            raise TranslationError(
+                f"Expected an IP or CIDR, got {addr!r} - at {path}.match.remoteAddrs[{i}]"
+            ) from e
+    exprs = tuple(
+        translate_expr(expr, f"{path}.match.exprs[{i}]")
+        for i, expr in enumerate(match.get("exprs") or [])
+    )
+
+    plugins: dict[str, Any] = {}
+    disabled: list[str] = []
+    for plugin in rule.get("plugins") or []:
+        if plugin.get("enable") is True:
+            plugins[plugin.get("name", "")] = plugin.get("config") or {}
+        else:
+            disabled.append(plugin.get("name", ""))
+
+    backends = rule.get("backends") or []
+    if not backends:
+        raise TranslationError(f"Expected at least one backend - at {path}.backends")
+    ups = [
+        (
+            translate_backend(namespace, b, services, endpoints, f"{path}.backends[{i}]"),
+            _weight(b, f"{path}.backends[{i}]"),
+        )
+        for i, b in enumerate(backends)
+    ]
+    own, own_weight = ups[0]
+    weighted: tuple[WeightedUpstream, ...] = ()
+    if len(ups) > 1:
+        weighted = (
+            *(WeightedUpstream(u, w) for u, w in ups[1:]),
+            WeightedUpstream(own, own_weight),
+        )
+
+    try:
+        priority = int(rule.get("priority") or 0)
+    except (TypeError, ValueError) as e:
+        raise TranslationError(
+            f"Expected int, got {rule.get('priority')!r} - at {path}.priority"
+        ) from e
+
+    rule_name = rule.get("name") or ""
+    return Route(
+        name=compose_route_name(namespace, apisixroute, rule_name),
+        namespace=namespace,
+        apisixroute=apisixroute,
+        rule=rule_name,
+        priority=priority,
+        uris=uris,
+        hosts=hosts,
+        methods=methods,
+        remote_addrs=remote_addrs,
+        vars=exprs,
+        plugins=plugins,
+        upstream=own,
+        weighted_upstreams=weighted,
+        timeout=_timeout(rule.get("timeout"), f"{path}.timeout"),
+        disabled_plugins=tuple(disabled),
+    )
+
+
+def translate_expr(expr: Obj, path: str) -> Expr:
+    subject = expr.get("subject") or {}
+    scope, name = subject.get("scope") or "", subject.get("name") or ""
+    if scope not in _SCOPES:
+        raise TranslationError(
+            f"Expected scope one of Header|Query|Cookie|Path, got {scope!r} - at {path}.subject.scope"
+        )
+    if not name and scope != "Path":
+        raise TranslationError(
+            f"Expected a subject name for scope {scope} - at {path}.subject.name"
+        )
+    if scope == "Header":
+        var = "http_" + name.lower().replace("-", "_")
+    elif scope == "Query":
+        var = "arg_" + name.lower()
+    elif scope == "Cookie":
+        var = "cookie_" + name
+    else:
+        var = "uri"
+    op = expr.get("op") or ""
+    if op not in OPERATORS:
+        raise TranslationError(
+            f"Expected op one of {'|'.join(OPERATORS)}, got {op!r} - at {path}.op"
+        )
+    invert, lua_op = OPERATORS[op]
+    value: str | tuple[str, ...]
+    if op in ("In", "NotIn"):
+        if expr.get("set") is None:
+            raise TranslationError(f"Expected a set for op {op} - at {path}.set")
+        value = tuple(str(v) for v in expr["set"])
+    elif expr.get("value") is not None:
+        value = str(expr["value"])
+    else:
+        raise TranslationError(f"Expected a value for op {op} - at {path}.value")
+    if lua_op in ("~~", "~*"):
+        try:
+            re.compile(str(value))
+        except re.error as e:
+            raise TranslationError(
+                f"Expected a regular expression, got {value!r} ({e}) - at {path}.value"
+            ) from e
+    return Expr(var=var, op=lua_op, value=value, invert=invert)
+
+
+def translate_backend(
+    namespace: str,
+    backend: Obj,
+    services: Mapping[Key, Obj],
+    endpoints: Mapping[Key, Obj],
+    path: str,
+) -> Upstream:
+    service_name = backend.get("serviceName") or ""
+    if not service_name:
+        raise TranslationError(f"Expected a serviceName - at {path}.serviceName")
+    port_ref = backend.get("servicePort")
+    if port_ref is None or port_ref == "":
+        raise TranslationError(f"Expected a servicePort (number or name) - at {path}.servicePort")
+    if isinstance(port_ref, str) and port_ref.isdigit():
+        port_ref = int(port_ref)
+    granularity = backend.get("resolveGranularity") or "endpoints"
+    if granularity not in ("endpoints", "service"):
+        raise TranslationError(
+            f"Expected resolveGranularity endpoints|service, got {granularity!r} - at {path}.resolveGranularity"
+        )
+    subset = backend.get("subset") or ""
+
+    def empty(port: int | str, error: str) -> Upstream:
+        number = port if isinstance(port, int) else 0
+        return Upstream(
+            name=compose_upstream_name(namespace, service_name, subset, number, granularity),
+            service=service_name,
+            service_port=port_ref,
+            resolve_granularity=granularity,
+            subset=subset,
+            nodes=(),
+            error=error,
+        )
+
+    service = services.get((namespace, service_name))
+    if service is None:
+        return empty(port_ref, f"service {namespace}/{service_name} not found")
+    svc_port = _service_port(service, port_ref)
+    if svc_port is None:
+        return empty(
+            port_ref, f"port {port_ref!r} not defined in service {namespace}/{service_name}"
+        )
+    number = int(svc_port.get("port") or 0)
+    name = compose_upstream_name(namespace, service_name, subset, number, granularity)
+    pod_nodes = _endpoint_nodes(
+        endpoints.get((namespace, service_name)), svc_port.get("name") or ""
+    )
+    error = (
+        ""
+        if pod_nodes
+        else f"no ready endpoints for service {namespace}/{service_name} port {number}"
+    )
+    if granularity == "service":
+        cluster_ip = (service.get("spec") or {}).get("clusterIP") or ""
+        if not cluster_ip or cluster_ip == "None":
+            return empty(number, f"service {namespace}/{service_name} has no clusterIP")
+        via = tuple((n.host, n.port) for n in pod_nodes)
+        nodes: tuple[Node, ...] = (Node(cluster_ip, number, via),)
+        error = ""  # APISIX sees its one node; an empty Service refuses connections (502)
+    else:
+        nodes = pod_nodes
+    return Upstream(
+        name=name,
+        service=service_name,
+        service_port=port_ref,
+        resolve_granularity=granularity,
+        subset=subset,
+        nodes=nodes,
+        error=error,
+    )
+
+
+def _service_port(service: Obj, port_ref: int | str) -> Obj | None:
+    for port in (service.get("spec") or {}).get("ports") or []:
+        if isinstance(port_ref, int) and port.get("port") == port_ref:
+            return port  # type: ignore[no-any-return]
+        if isinstance(port_ref, str) and port.get("name") == port_ref:
+            return port  # type: ignore[no-any-return]
+    return None
+
+
+def _endpoint_nodes(ep: Obj | None, port_name: str) -> tuple[Node, ...]:
+    """Ready addresses on the endpoints port named like the Service port (all subsets)."""
+    if not ep:
+        return ()
+    nodes: list[Node] = []
+    for subset in ep.get("subsets") or []:
+        ports = [p for p in subset.get("ports") or [] if (p.get("name") or "") == port_name]
+        if not ports:
+            continue
+        for address in subset.get("addresses") or []:
+            ip = address.get("ip")
+            if ip:
+                nodes.append(Node(ip, int(ports[0]["port"])))
+    return tuple(nodes)
+
+
+def _weight(backend: Obj, path: str) -> int:
+    weight = backend.get("weight")
+    if weight is None:
+        return DEFAULT_WEIGHT
+    if isinstance(weight, bool) or not isinstance(weight, int) or weight < 0:
+        raise TranslationError(f"Expected a non-negative int, got {weight!r} - at {path}.weight")
+    return weight
+
+
+def _timeout(spec: Obj | None, path: str) -> Timeout | None:
+    if not spec:
+        return None
+    values = {}
+    for field in ("connect", "send", "read"):
+        if spec.get(field):
+            seconds = parse_duration(str(spec[field]), f"{path}.{field}")
+            if seconds > 0:
+                values[field] = seconds
+    return Timeout(**values)
+
+
+def _strings(value: Any, path: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TranslationError(f"Expected a list of strings, got {value!r} - at {path}")
+    return value

@@ -1,0 +1,156 @@
+"""``Cluster``: one simulated Kubernetes cluster — store, registry, API server, controllers.
+
+::
+
+    async with Cluster(ClusterSettings()) as cluster:
+        kubeconfig = cluster.write_kubeconfig(tmp_path / "kubeconfig")
+        ...  # kubectl --kubeconfig ..., kubernetes.config.load_kube_config(...)
+
+The API server listens on ``127.0.0.1`` (a random port unless one is given), plain HTTP, no
+authentication. The controllers (``sandbox.kube.controllers.run_all``) run as one task while
+the cluster is up, when that package exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import pathlib
+from types import TracebackType
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from sandbox.kube import admission, crds, events, handlers, server
+from sandbox.kube import registry as registry_mod
+from sandbox.kube.config import ClusterSettings
+from sandbox.kube.store import Store
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_TIMEOUT = 5.0  # seconds in-flight requests get when the cluster stops
+
+
+def _load_controllers() -> Any | None:
+    """``sandbox.kube.controllers.run_all`` if that package is there, else None."""
+    try:
+        module = importlib.import_module("sandbox.kube.controllers")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("sandbox.kube.controllers",):
+            raise
+        return None
+    return getattr(module, "run_all", None)
+
+
+class Cluster:
+    def __init__(
+        self,
+        settings: ClusterSettings | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        controllers: bool = True,
+    ) -> None:
+        self.settings = settings or ClusterSettings()
+        self.host = host
+        self.port = port
+        self.store = Store(history_limit=self.settings.watch_history)
+        self.registry = registry_mod.Registry()
+        for rtype in self.registry.all():
+            self.store.register(rtype)
+        self.store.add_view(
+            registry_mod.EVENTS_V1, registry_mod.EVENTS, events.to_v1, events.from_v1
+        )
+        self.crd_installer = crds.CrdInstaller(self.store, self.registry)
+        for name in self.settings.namespaces:
+            namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+            admission.defaults(self.store, self.settings, registry_mod.NAMESPACES, namespace, None)
+            self.store.create(registry_mod.NAMESPACES, namespace)
+        self.installed_crds = crds.install_dir(self.store, self.settings.crd_dir)
+        self.api = handlers.Api(self.store, self.registry, self.settings)
+        self._run_controllers = _load_controllers() if controllers else None
+        self._controllers_task: asyncio.Task[None] | None = None
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def has_controllers(self) -> bool:
+        return self._run_controllers is not None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        self.api.stop.clear()
+        app = server.make_app(self.api)
+        self._runner = web.AppRunner(
+            app, handler_cancellation=True, shutdown_timeout=SHUTDOWN_TIMEOUT, access_log=None
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        sockets = site._server.sockets if site._server is not None else ()  # type: ignore[union-attr]
+        self.port = sockets[0].getsockname()[1]
+        if self._run_controllers is not None:
+            self._controllers_task = asyncio.create_task(
+                self._controllers(), name="sandbox-kube-controllers"
+            )
+        log.info("sandbox kube API server listening on %s", self.url)
+
+    async def _controllers(self) -> None:
+        assert self._run_controllers is not None
+        try:
+            await self._run_controllers(self.store, self.registry, self.settings)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("sandbox controllers stopped with an error")
+
+    async def stop(self) -> None:
+        if self._controllers_task is not None:
+            self._controllers_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._controllers_task
+            self._controllers_task = None
+        if self._runner is not None:
+            self.api.stop.set()
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> Cluster:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def kubeconfig(self) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "sandbox", "cluster": {"server": self.url}}],
+            "users": [{"name": "sandbox", "user": {"token": "sandbox"}}],
+            "contexts": [
+                {
+                    "name": "sandbox",
+                    "context": {"cluster": "sandbox", "user": "sandbox", "namespace": "default"},
+                }
+            ],
+            "current-context": "sandbox",
+            "preferences": {},
+        }
+
+    def write_kubeconfig(self, path: str | pathlib.Path) -> pathlib.Path:
+        """Write a kubeconfig (cluster, user and context ``sandbox``) and return its path."""
+        path = pathlib.Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(self.kubeconfig(), sort_keys=False))
+        return path

@@ -1,0 +1,48 @@
+"""analyzer: the only service that decides and writes canary state.
+
+Pulls ``Tick`` messages from the ``SLUICE_TICKS`` work queue (shared by every replica) and
+wake-up hints (``revision_detected`` events) from ``SLUICE_EVENTS``.
+"""
+
+from __future__ import annotations
+
+from libs import bus, lifecycle, messages, settings, streams
+from services.analyzer import handlers
+
+
+class Settings(settings.ServiceSettings, frozen=True, kw_only=True):
+    fetch_timeout_s: float = 2.0
+    retry_delay_s: float = 5.0
+
+
+async def setup(rt: lifecycle.Runtime, cfg: Settings) -> None:
+    await streams.declare(
+        rt.js,
+        streams=(streams.EVENTS, streams.TICKS),
+        consumers=(streams.ANALYZER_TICKS, streams.ANALYZER_HINTS),
+        buckets=(streams.WORKLOADS,),
+        timeout_s=cfg.nats_request_timeout_s,
+    )
+    analyzer = handlers.Analyzer(rt)
+    rt.spawn(
+        "ticks",
+        bus.consume(
+            rt,
+            streams.ANALYZER_TICKS,
+            messages.TICK_DECODER,
+            analyzer.on_tick,
+            fetch_timeout_s=cfg.fetch_timeout_s,
+            retry_delay_s=cfg.retry_delay_s,
+        ),
+    )
+    rt.spawn(
+        "hints",
+        bus.consume(
+            rt,
+            streams.ANALYZER_HINTS,
+            messages.EVENT_DECODER,
+            analyzer.on_hint,
+            fetch_timeout_s=cfg.fetch_timeout_s,
+            retry_delay_s=cfg.retry_delay_s,
+        ),
+    )

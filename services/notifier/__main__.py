@@ -1,0 +1,4 @@
+from libs import lifecycle
+from services.notifier import app
+
+lifecycle.main("notifier", app.Settings, app.setup)

@@ -1,0 +1,1 @@
+"""Sluice webhook-runner service."""
