@@ -167,7 +167,9 @@ async def serve_requests(
             try:
                 reply = await handler(command)
             except errors.SluiceError as exc:
-                rt.metrics.failed.labels(subject=subject, decision="temporary" if exc.temporary else "permanent").inc()
+                rt.metrics.failed.labels(
+                    subject=subject, decision="temporary" if exc.temporary else "permanent"
+                ).inc()
                 ctx.warning("command failed: %s", exc)
                 reply = messages.CommandFailed(
                     canary=getattr(command, "canary", None), error=str(exc), temporary=exc.temporary
@@ -261,7 +263,9 @@ async def consume(
         while not rt.stopping.is_set():
             if not rt.nc.is_connected:
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(rt.stopping.wait(), timeout=rt.settings.nats_reconnect_wait_s)
+                    await asyncio.wait_for(
+                        rt.stopping.wait(), timeout=rt.settings.nats_reconnect_wait_s
+                    )
                 continue
             try:
                 msgs = await psub.fetch(batch, timeout=fetch_timeout_s)
@@ -270,7 +274,9 @@ async def consume(
             except (nats.errors.Error, nats.js.errors.Error) as exc:
                 log.debug("fetch from %s failed: %s", consumer.durable, exc)
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(rt.stopping.wait(), timeout=rt.settings.nats_reconnect_wait_s)
+                    await asyncio.wait_for(
+                        rt.stopping.wait(), timeout=rt.settings.nats_reconnect_wait_s
+                    )
                 continue
             for msg in msgs:
                 rt.metrics.received.labels(subject=name).inc()

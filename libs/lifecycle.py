@@ -70,6 +70,10 @@ class Runtime:
 Setup = Callable[[Runtime], Awaitable[None]]
 
 
+class Stopped(Exception):
+    """Asked to stop before start-up finished; not a failure."""
+
+
 async def connect_nats(
     cfg: settings.ServiceSettings,
     name: str,
@@ -77,44 +81,59 @@ async def connect_nats(
     bus_metrics: metrics.BusMetrics,
     stop: asyncio.Event,
 ) -> Client:
-    """Connect, retrying the first connection until it works or the service is asked to stop."""
+    """Connect, retrying (also the first connection) until it works or the service must stop."""
     nc = Client()
+    last_warning = 0.0
 
     async def disconnected() -> None:
-        log.warning("disconnected from NATS; reconnecting")
+        if not (stop.is_set() or nc.is_closed or nc.is_draining):
+            log.warning("disconnected from NATS; reconnecting")
 
     async def reconnected() -> None:
         bus_metrics.nats_reconnects.inc()
-        log.info("reconnected to NATS at %s", nc.connected_url.netloc if nc.connected_url else "?")
+        log.info("reconnected to NATS at %s", cfg.nats_url)
 
     async def error(exc: Exception) -> None:
-        log.debug("NATS client error: %s", exc)
+        nonlocal last_warning
+        now = asyncio.get_running_loop().time()
+        if now - last_warning >= 10.0:  # one line per 10s while NATS stays away
+            last_warning = now
+            log.warning("NATS at %s: %s", cfg.nats_url, exc or type(exc).__name__)
 
     state.nats_connected = lambda: nc.is_connected
-    delay = cfg.nats_reconnect_wait_s
-    while True:
-        try:
-            await nc.connect(
-                servers=[cfg.nats_url],
-                name=f"sluice-{name}",
-                connect_timeout=cfg.nats_connect_timeout_s,
-                reconnect_time_wait=cfg.nats_reconnect_wait_s,
-                max_reconnect_attempts=-1,
-                allow_reconnect=True,
-                disconnected_cb=disconnected,
-                reconnected_cb=reconnected,
-                error_cb=error,
-                drain_timeout=int(max(1, cfg.shutdown_grace_s)),
-            )
-            log.info("connected to NATS at %s", cfg.nats_url)
-            return nc
-        except (nats.errors.NoServersError, OSError, asyncio.TimeoutError) as exc:
-            log.warning("NATS at %s not reachable (%s); retrying in %.1fs", cfg.nats_url, exc, delay)
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=delay)
-        if stop.is_set():
-            raise errors.Unavailable(f"stopped before NATS at {cfg.nats_url} was reachable")
-        delay = min(delay * 2, 10.0)
+    connecting = asyncio.ensure_future(
+        nc.connect(
+            servers=[cfg.nats_url],
+            name=f"sluice-{name}",
+            # nats-py annotates these as int but sleeps and waits on them as float seconds
+            connect_timeout=cfg.nats_connect_timeout_s,  # type: ignore[arg-type]
+            reconnect_time_wait=cfg.nats_reconnect_wait_s,  # type: ignore[arg-type]
+            max_reconnect_attempts=-1,
+            allow_reconnect=True,
+            disconnected_cb=disconnected,
+            reconnected_cb=reconnected,
+            error_cb=error,
+            drain_timeout=int(max(1, cfg.shutdown_grace_s)),
+        )
+    )
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({connecting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if not connecting.done():
+        connecting.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await connecting
+        with contextlib.suppress(Exception):
+            await nc.close()
+        raise Stopped(f"stopped before NATS at {cfg.nats_url} was reachable")
+    try:
+        connecting.result()
+    except (TimeoutError, nats.errors.NoServersError, OSError) as exc:
+        raise errors.Unavailable(f"NATS at {cfg.nats_url} is not reachable: {exc}") from exc
+    log.info("connected to NATS at %s", cfg.nats_url)
+    return nc
 
 
 def _arm_hard_exit(seconds: float) -> threading.Timer:
@@ -172,17 +191,23 @@ async def serve(name: str, cfg: settings.ServiceSettings, setup: Setup) -> int:
             state.stopping = True
             stopping.set()
             stopped.cancel()
-            _done, pending = await asyncio.wait(roots, timeout=cfg.shutdown_grace_s) if roots else (set(), set())
+            _done, pending = (
+                await asyncio.wait(roots, timeout=cfg.shutdown_grace_s) if roots else (set(), set())
+            )
             for task in pending:
-                log.warning("task %s did not finish within the grace period; cancelling", task.get_name())
+                log.warning(
+                    "task %s did not finish within the grace period; cancelling", task.get_name()
+                )
                 task.cancel()
-    except* errors.Unavailable as group:
-        for exc in group.exceptions:
-            log.error("%s", exc)
+    except* Stopped as stopped_early:
+        log.info("%s", stopped_early.exceptions[0])
+    except* errors.Unavailable as unavailable:
+        for reason in unavailable.exceptions:
+            log.error("%s", reason)
         exit_code = 1
-    except* Exception as group:
-        for exc in group.exceptions:
-            log.error("service failed: %s", exc, exc_info=exc)
+    except* Exception as failures:
+        for failure in failures.exceptions:
+            log.error("service failed: %s", failure, exc_info=failure)
         exit_code = 1
     finally:
         state.stopping = True
@@ -207,7 +232,11 @@ async def serve(name: str, cfg: settings.ServiceSettings, setup: Setup) -> int:
     return exit_code
 
 
-def main(name: str, settings_cls: type[settings.S], setup: Callable[[Runtime, settings.S], Awaitable[None]]) -> None:
+def main(
+    name: str,
+    settings_cls: type[settings.S],
+    setup: Callable[[Runtime, settings.S], Awaitable[None]],
+) -> None:
     """The whole of a service's ``__main__``: settings → logging → uvloop → serve → exit code."""
     try:
         cfg = settings.from_env(settings_cls)

@@ -162,28 +162,28 @@ class PhaseChanged(EventBase, frozen=True, kw_only=True, tag="phase_changed"):
 
 
 class Initialized(EventBase, frozen=True, kw_only=True, tag="initialized"):
-    """"Initialization done! <target>.<ns>"."""
+    """ "Initialization done! <target>.<ns>"."""
 
 
 class NewRevision(EventBase, frozen=True, kw_only=True, tag="new_revision"):
-    """"New revision detected! Scaling up ..." (or "... Restarting analysis ...")."""
+    """ "New revision detected! Scaling up ..." (or "... Restarting analysis ...")."""
 
     restarted: bool = False
 
 
 class AnalysisStarted(EventBase, frozen=True, kw_only=True, tag="analysis_started"):
-    """"Starting canary analysis for <target>.<ns>"."""
+    """ "Starting canary analysis for <target>.<ns>"."""
 
 
 class WeightAdvanced(EventBase, frozen=True, kw_only=True, tag="weight_advanced"):
-    """"Advance <target>.<ns> canary weight N" (or primary weight during promotion)."""
+    """ "Advance <target>.<ns> canary weight N" (or primary weight during promotion)."""
 
     canary_weight: int
     primary_weight: int
 
 
 class IterationAdvanced(EventBase, frozen=True, kw_only=True, tag="iteration_advanced"):
-    """"Advance <target>.<ns> canary iteration N/M" (blue/green and A/B)."""
+    """ "Advance <target>.<ns> canary iteration N/M" (blue/green and A/B)."""
 
     iteration: int
     iterations: int
@@ -200,7 +200,7 @@ class MetricChecked(EventBase, frozen=True, kw_only=True, tag="metric_checked"):
 
 
 class Halted(EventBase, frozen=True, kw_only=True, tag="halted"):
-    """"Halt <target>.<ns> advancement ..." — a failed check or a closed gate."""
+    """ "Halt <target>.<ns> advancement ..." — a failed check or a closed gate."""
 
     reason: str
     failed_checks: int
@@ -215,17 +215,17 @@ class WaitingApproval(EventBase, frozen=True, kw_only=True, tag="waiting_approva
 
 
 class PromotionStarted(EventBase, frozen=True, kw_only=True, tag="promotion_started"):
-    """"Copying <target>.<ns> template spec to <target>-primary.<ns>"."""
+    """ "Copying <target>.<ns> template spec to <target>-primary.<ns>"."""
 
 
 class PromotionCompleted(EventBase, frozen=True, kw_only=True, tag="promotion_completed"):
-    """"Promotion completed! Scaling down <target>.<ns>"."""
+    """ "Promotion completed! Scaling down <target>.<ns>"."""
 
     skipped_analysis: bool = False
 
 
 class RolledBack(EventBase, frozen=True, kw_only=True, tag="rolled_back"):
-    """"Rolling back <target>.<ns> ..." then "Canary failed! Scaling down <target>.<ns>"."""
+    """ "Rolling back <target>.<ns> ..." then "Canary failed! Scaling down <target>.<ns>"."""
 
     reason: str
     failed_checks: int = 0
@@ -240,7 +240,7 @@ class WebhookFailed(EventBase, frozen=True, kw_only=True, tag="webhook_failed"):
 
 
 class Terminated(EventBase, frozen=True, kw_only=True, tag="terminated"):
-    """"Terminated canary <target>.<ns>" (revertOnDeletion)."""
+    """ "Terminated canary <target>.<ns>" (revertOnDeletion)."""
 
 
 Event = (
@@ -426,12 +426,12 @@ class DeliveryResult(msgspec.Struct, frozen=True, kw_only=True):
 # ----------------------------------------------------------------------------- codecs (built once)
 
 ENCODER = msgspec.json.Encoder()
-EVENT_DECODER = msgspec.json.Decoder(Event)
+EVENT_DECODER: msgspec.json.Decoder[Event] = msgspec.json.Decoder(Event)
 TICK_DECODER = msgspec.json.Decoder(Tick)
 TRAFFIC_DECODER = msgspec.json.Decoder(SetWeights)
-WORKLOAD_DECODER = msgspec.json.Decoder(WorkloadCommand)
+WORKLOAD_DECODER: msgspec.json.Decoder[WorkloadCommand] = msgspec.json.Decoder(WorkloadCommand)
 WEBHOOK_DECODER = msgspec.json.Decoder(RunWebhook)
-REPLY_DECODER = msgspec.json.Decoder(Reply)
+REPLY_DECODER: msgspec.json.Decoder[Reply] = msgspec.json.Decoder(Reply)
 OBSERVATION_DECODER = msgspec.json.Decoder(WorkloadObservation)
 DELIVERY_DECODER = msgspec.json.Decoder(DeliveryResult)
 

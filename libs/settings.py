@@ -78,9 +78,7 @@ def from_env(cls: type[S], environ: Mapping[str, str] | None = None) -> S:
     """Build ``cls`` from ``SLUICE_*`` variables; raise ``InvalidInput`` naming the variable."""
     env = os.environ if environ is None else environ
     raw = {
-        field: env[_env_name(field)]
-        for field in cls.__struct_fields__
-        if _env_name(field) in env
+        field: env[_env_name(field)] for field in cls.__struct_fields__ if _env_name(field) in env
     }
     try:
         return msgspec.convert(raw, type=cls, strict=False)

@@ -91,7 +91,9 @@ TICKS = Stream(
 
 WORKLOADS = Bucket(name="sluice_workloads", description="watcher: workload readiness and revision")
 
-NOTIFIER_EVENTS = Consumer(stream=EVENTS.name, durable="notifier", filter_subject=messages.EVENTS_ALL)
+NOTIFIER_EVENTS = Consumer(
+    stream=EVENTS.name, durable="notifier", filter_subject=messages.EVENTS_ALL
+)
 ANALYZER_TICKS = Consumer(
     stream=TICKS.name, durable="analyzer", filter_subject=messages.TICKS_ALL, max_deliver=-1
 )
@@ -113,14 +115,14 @@ async def declare(
     try:
         for stream in streams:
             try:
-                await js.add_stream(stream.config(), timeout=timeout_s)
+                await js.add_stream(stream.config())
             except nats.js.errors.BadRequestError:
                 # exists with another configuration: bring it to the declared one
-                await js.update_stream(stream.config(), timeout=timeout_s)
+                await js.update_stream(stream.config())
         for bucket in buckets:
             await js.create_key_value(bucket.config())
         for consumer in consumers:
-            await js.add_consumer(consumer.stream, consumer.config(), timeout=timeout_s)
+            await js.add_consumer(consumer.stream, consumer.config())
     except nats.errors.TimeoutError as exc:
         raise errors.Timeout(f"JetStream did not answer within {timeout_s}s: {exc}") from exc
     except (nats.js.errors.Error, nats.errors.Error) as exc:

@@ -41,7 +41,9 @@ class Analyzer:
             case messages.RevisionDetected(canary=canary, revision=revision):
                 log.info(
                     "revision %s detected for %s.%s; scheduling analysis",
-                    revision, canary.name, canary.namespace,
+                    revision,
+                    canary.name,
+                    canary.namespace,
                     extra={"canary": f"{canary.namespace}/{canary.name}"},
                 )
                 await self.schedule(canary)
@@ -54,7 +56,8 @@ class Analyzer:
         # until then a tick is acknowledged and nothing is decided.
         log.info(
             "analysis step due for %s.%s",
-            tick.canary.name, tick.canary.namespace,
+            tick.canary.name,
+            tick.canary.namespace,
             extra={"canary": f"{tick.canary.namespace}/{tick.canary.name}"},
         )
         return None

@@ -16,7 +16,10 @@ log = logging.getLogger(__name__)
 
 def check_weights(command: messages.SetWeights) -> None:
     """Weights are percentages of one route and must add up to 100."""
-    for field, value in (("primary_weight", command.primary_weight), ("canary_weight", command.canary_weight)):
+    for field, value in (
+        ("primary_weight", command.primary_weight),
+        ("canary_weight", command.canary_weight),
+    ):
         if not 0 <= value <= 100:
             raise errors.InvalidInput(
                 f"{field}: expected 0..100, got {value}", path=field, expected="0..100"
@@ -42,7 +45,9 @@ class Shifter:
     async def workload(self, command: messages.WorkloadCommand) -> messages.Reply:
         match command:
             case messages.ScaleWorkload(replicas=replicas) if replicas < 0:
-                raise errors.InvalidInput(f"replicas: expected 0 or more, got {replicas}", path="replicas")
+                raise errors.InvalidInput(
+                    f"replicas: expected 0 or more, got {replicas}", path="replicas"
+                )
             case _:
                 pass
         raise errors.Unsupported(

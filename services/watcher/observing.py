@@ -26,8 +26,7 @@ def is_new_revision(
     if previous is None:
         return True
     return (
-        previous.revision != current.revision
-        or previous.tracked_configs != current.tracked_configs
+        previous.revision != current.revision or previous.tracked_configs != current.tracked_configs
     )
 
 

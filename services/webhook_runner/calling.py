@@ -84,7 +84,7 @@ class WebhookCaller:
                     data=body,
                     headers={"Content-Type": "application/json"},
                     timeout=aiohttp.ClientTimeout(total=hook.timeout_s),
-                    ssl=False if hook.disable_tls else True,
+                    ssl=not hook.disable_tls,
                 ) as response:
                     status = response.status
                     message = (await response.text(errors="replace"))[:BODY_EXCERPT]
@@ -99,7 +99,11 @@ class WebhookCaller:
             delay = min(self.backoff_base_s * 2 ** (attempts - 1), self.backoff_max_s)
             log.info(
                 "webhook %s (%s) attempt %d failed (%s); retrying in %.1fs",
-                hook.name, url_for_logs, attempts, status or message, delay,
+                hook.name,
+                url_for_logs,
+                attempts,
+                status or message,
+                delay,
             )
             await asyncio.sleep(delay)
         ok = status is not None and status <= 202
