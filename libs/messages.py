@@ -19,11 +19,13 @@ upgrade. JSON on the wire; the JSON Schemas in ``docs/events/`` are generated fr
 
 from __future__ import annotations
 
-import enum
 import re
 import time
 
 import msgspec
+
+from libs.model import analysis
+from libs.model import canary as canary_model
 
 # ----------------------------------------------------------------------------- subjects
 
@@ -82,42 +84,10 @@ def now_ms() -> int:
 # ----------------------------------------------------------------------------- shared parts
 
 
-class Severity(enum.StrEnum):
-    """Alert severity, Flagger's three levels; routing rules live in the notifier."""
-
-    INFO = "info"
-    WARN = "warn"
-    ERROR = "error"
-
-
-class Phase(enum.StrEnum):
-    """Canary phases, exactly Flagger's status.phase values."""
-
-    NONE = ""
-    INITIALIZING = "Initializing"
-    INITIALIZED = "Initialized"
-    WAITING = "Waiting"
-    PROGRESSING = "Progressing"
-    WAITING_PROMOTION = "WaitingPromotion"
-    PROMOTING = "Promoting"
-    FINALISING = "Finalising"
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
-    TERMINATING = "Terminating"
-    TERMINATED = "Terminated"
-
-
-class WebhookType(enum.StrEnum):
-    """Flagger's eight webhook types; "" in a manifest means rollout."""
-
-    CONFIRM_ROLLOUT = "confirm-rollout"
-    PRE_ROLLOUT = "pre-rollout"
-    ROLLOUT = "rollout"
-    CONFIRM_TRAFFIC_INCREASE = "confirm-traffic-increase"
-    CONFIRM_PROMOTION = "confirm-promotion"
-    POST_ROLLOUT = "post-rollout"
-    ROLLBACK = "rollback"
-    EVENT = "event"
+# The vocabulary of Flagger's objects is shared with the model, declared once there.
+Severity = analysis.Severity
+Phase = canary_model.Phase
+WebhookType = analysis.WebhookType
 
 
 class CanaryRef(msgspec.Struct, frozen=True, kw_only=True):

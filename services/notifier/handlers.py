@@ -1,8 +1,6 @@
-"""Event handling of the notifier: severity routing decides who hears about an event.
+"""Event handling of the notifier.
 
-Flagger's rule: an alert of severity ``info`` receives every event, ``warn`` receives warn and
-error, ``error`` only error. (Flagger never fires alerts whose severity is empty although its
-docs say the default is info; Sluice treats empty as info.)
+Severity routing (which alert hears which event) is ``libs.model.alerts.receives``.
 """
 
 from __future__ import annotations
@@ -12,14 +10,6 @@ import logging
 from libs import bus, lifecycle, messages
 
 log = logging.getLogger(__name__)
-
-_RANK = {messages.Severity.INFO: 0, messages.Severity.WARN: 1, messages.Severity.ERROR: 2}
-
-
-def admits(alert_severity: messages.Severity | str, event_severity: messages.Severity) -> bool:
-    """Whether an alert configured at ``alert_severity`` receives an event of ``event_severity``."""
-    configured = messages.Severity(alert_severity or messages.Severity.INFO)
-    return _RANK[event_severity] >= _RANK[configured]
 
 
 class Notifier:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from libs import errors, logs, messages
-from services.notifier.handlers import admits
 from services.traffic_shifter.handlers import check_weights
 from services.watcher.observing import is_new_revision
 from services.webhook_runner.calling import payload, retryable
@@ -24,16 +23,6 @@ CANARY = messages.CanaryRef(namespace="test", name="podinfo")
 )
 def test_redact_url_never_shows_paths_or_queries(url: str, shown: str) -> None:
     assert logs.redact_url(url) == shown
-
-
-SEVERITIES = [messages.Severity.INFO, messages.Severity.WARN, messages.Severity.ERROR]
-
-
-@pytest.mark.parametrize("alert", [*SEVERITIES, ""])
-@pytest.mark.parametrize("event", SEVERITIES)
-def test_severity_routing_matches_flagger(alert: str, event: messages.Severity) -> None:
-    rank = {"": 0, "info": 0, "warn": 1, "error": 2}
-    assert admits(alert, event) == (rank[event] >= rank[alert])
 
 
 @pytest.mark.parametrize(
