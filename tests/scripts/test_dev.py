@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import random
 import signal
 import socket
 import subprocess
@@ -18,12 +19,15 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 def free_port_block(size: int) -> int:
-    """A base port such that base+1 .. base+size are free right now."""
-    for _ in range(50):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            base = int(sock.getsockname()[1])
-        if base + size < 65535 and all(_free(base + i) for i in range(1, size + 1)):
+    """A base port such that base+1 .. base+size are free right now.
+
+    Taken below Linux's ephemeral range (32768+), so outgoing connections of the processes
+    under test cannot grab one of them between this check and their bind.
+    """
+    rng = random.Random()
+    for _ in range(100):
+        base = rng.randrange(20000, 32000 - size)
+        if all(_free(base + i) for i in range(1, size + 1)):
             return base
     pytest.fail("no free block of ports")
 

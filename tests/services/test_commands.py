@@ -35,12 +35,13 @@ class HookServer:
         self.answers = answers
         self.received: list[dict[str, object]] = []
         self.url = ""
+        self.release = asyncio.Event()  # set at teardown: a hanging answer ends
 
     async def handle(self, request: web.Request) -> web.Response:
         self.received.append(await request.json())
         answer = self.answers[min(len(self.received), len(self.answers)) - 1]
         if answer == "hang":
-            await asyncio.sleep(30)
+            await self.release.wait()
         return web.Response(status=int(answer), text=f"answer {answer}")
 
 
@@ -58,6 +59,7 @@ async def hook_server() -> AsyncIterator[HookServer]:
     try:
         yield hook
     finally:
+        hook.release.set()
         await runner.cleanup()
 
 

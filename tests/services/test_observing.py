@@ -59,5 +59,6 @@ async def test_record_publishes_revision_detected_only_for_new_revisions(
             messages.EVENT_DECODER.decode((await sub.next_msg(timeout=5)).data) for _ in range(2)
         ]
         assert [e.revision for e in seen] == ["aaa", "bbb"]
+        await sub.unsubscribe()
     finally:
         await nc.close()

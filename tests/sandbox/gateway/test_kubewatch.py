@@ -32,6 +32,7 @@ class FakeApi:
         self.list_status = 200
         self.watch_open = asyncio.Event()
         self.requested = asyncio.Event()  # set on every request
+        self.closing = asyncio.Event()  # set at teardown: idle watches end
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         params = dict(request.query)
@@ -51,7 +52,8 @@ class FakeApi:
             return web.json_response({"kind": "ServiceList", "metadata": meta, "items": page})
         if not self.watch_scripts:
             self.watch_open.set()
-            await asyncio.sleep(3600)  # an idle watch, cancelled at teardown
+            await self.closing.wait()  # an idle watch, ended at teardown
+            return web.Response(status=503)
         script = self.watch_scripts.pop(0)
         if isinstance(script, int):
             return web.json_response({"kind": "Status", "code": script}, status=script)
@@ -73,6 +75,7 @@ async def fake() -> AsyncIterator[tuple[FakeApi, str]]:
     await site.start()
     port = runner.addresses[0][1]
     yield api, f"http://127.0.0.1:{port}"
+    api.closing.set()
     await runner.cleanup()
 
 
