@@ -1,0 +1,98 @@
+"""``python -m sandbox up | down | status``: the sandbox stack in the background.
+
+up      start NATS (JetStream), Prometheus (scraping the gateway every 1s), the Kubernetes
+        simulator, the APISIX gateway simulator and the in-cluster name proxy as detached
+        processes (logs in <dir>/logs/<name>.log); create namespace apisix with Service
+        apisix-gateway (port 80 -> the gateway) and namespace test with Service
+        flagger-loadtester (port 80 -> 127.0.0.1:$LOADTESTER_PORT); return once everything
+        answers (Prometheus has scraped the gateway, the proxy resolves apisix-gateway.apisix),
+        then `source <dir>/env`. Already running: says so, exits 0. On failure: names the
+        component and its log, stops what it started, exits 1.
+down    stop everything up started (SIGTERM, 10s, SIGKILL); nothing running: exits 0.
+status  list the processes (exit 0 running, 1 partly, 3 not running).
+
+Ports: each has a fixed default, used when it is free on 127.0.0.1, else the OS picks a free
+one (--free-ports: always the OS). Defaults: NATS 4222, Prometheus 9090, Kubernetes API 6443,
+gateway 9080 (metrics 9091), name proxy 3128, loadtester 8080 (reserved; nothing listens yet).
+The env file and `status` show the ports in use.
+
+Environment: SANDBOX_DIR (state directory, default <repo>/.sandbox), SANDBOX_FREE_PORTS=1,
+SANDBOX_POD_NETWORK (CIDR of pod IPs, default 127.42.0.0/16; two stacks at once need two).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import pathlib
+import sys
+
+from sandbox import control, stack
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m sandbox",
+        description=__doc__.split("\n\n", 1)[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--dir",
+        type=pathlib.Path,
+        default=pathlib.Path(os.environ.get("SANDBOX_DIR") or stack.DEFAULT_DIR),
+        help="state directory (env SANDBOX_DIR; default %(default)s)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    start = commands.add_parser("up", help="start the stack in the background")
+    start.add_argument(
+        "--free-ports",
+        action="store_true",
+        default=_truthy(os.environ.get("SANDBOX_FREE_PORTS")),
+        help="let the OS pick every port instead of trying the defaults (env SANDBOX_FREE_PORTS=1)",
+    )
+    start.add_argument(
+        "--pod-network",
+        type=ipaddress.IPv4Network,
+        default=ipaddress.IPv4Network(
+            os.environ.get("SANDBOX_POD_NETWORK") or stack.DEFAULT_POD_NETWORK
+        ),
+        help="loopback CIDR for pod IPs (env SANDBOX_POD_NETWORK; default %(default)s)",
+    )
+    start.add_argument(
+        "--timeout",
+        type=float,
+        default=control.READY_TIMEOUT,
+        help="seconds to wait for everything to answer (default %(default)g)",
+    )
+    commands.add_parser("down", help="stop everything up started")
+    commands.add_parser("status", help="show what runs")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    match args.command:
+        case "up":
+            if not args.pod_network.subnet_of(ipaddress.IPv4Network("127.0.0.0/8")):
+                print("sandbox: --pod-network must be inside 127.0.0.0/8", file=sys.stderr)
+                return 2
+            return control.up(
+                args.dir,
+                free_ports=args.free_ports,
+                pod_network=args.pod_network,
+                timeout=args.timeout,
+            )
+        case "down":
+            return control.down(args.dir)
+        case _:
+            return control.status(args.dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,20 @@
+"""A running sandbox stack (``python -m sandbox up``) shared by the tests of a module."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.sandbox.e2e import support
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[support.Stack]:
+    """Started and stopped with blocking subprocess calls: the stack lives in other processes,
+    so this module-scoped fixture needs no event loop; teardown checks nothing is left running."""
+    running = support.start_stack_blocking(tmp_path_factory.mktemp("stack"))
+    try:
+        yield running
+    finally:
+        support.stop_stack_blocking(running)
