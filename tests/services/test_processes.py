@@ -52,6 +52,20 @@ async def test_service_survives_a_nats_restart(
     nats_server.start()
     await proc.wait_status("/readyz", 200)
     await proc.wait_metric("sluice_nats_reconnects_total", lambda v: v >= 1)
+    # and its subscriptions work again: a message after the restart still reaches it
+    nc = await nats.connect(nats_server.url)
+    try:
+        for subject in COMMAND_SUBJECTS.get(module, []):
+            reply = await nc.request(subject, b"{}", timeout=5)
+            assert isinstance(messages.REPLY_DECODER.decode(reply.data), messages.CommandFailed)
+        for subject in JETSTREAM_SUBJECTS.get(module, []):
+            await nc.jetstream().publish(subject, b"{}")
+        expected = len(COMMAND_SUBJECTS.get(module, [])) + len(JETSTREAM_SUBJECTS.get(module, []))
+        await proc.wait_metric(
+            "sluice_messages_received_total", lambda v: v >= expected, timeout=20
+        )
+    finally:
+        await nc.close()
     assert proc.terminate() == 0
 
 
