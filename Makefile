@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-unit lint fmt dev schemas sandbox-up sandbox-down clean
+.PHONY: setup test test-unit lint fmt dev schemas crds sandbox-up sandbox-down clean
 
 setup: $(STAMP)
 	@./scripts/ensure-system-tools.sh
@@ -35,6 +35,9 @@ fmt: setup
 
 schemas: setup
 	$(PY) -m libs.schemas docs/events
+
+crds: setup
+	$(PY) -m libs.model.crds deploy/crds
 
 dev: setup
 	$(PY) -m scripts.dev

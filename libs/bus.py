@@ -18,10 +18,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import msgspec
@@ -63,24 +64,58 @@ def _context(msg: Msg) -> dict[str, str]:
 # ----------------------------------------------------------------------------- publishing
 
 
+@contextlib.contextmanager
+def nats_errors(what: str, timeout_s: float) -> Iterator[None]:
+    """Translate nats-py exceptions into Sluice's hierarchy (the one place that does)."""
+    try:
+        yield
+    except nats.js.errors.KeyNotFoundError as exc:
+        raise errors.NotFound(f"{what}: no such key") from exc
+    except nats.js.errors.KeyWrongLastSequenceError as exc:  # KV compare-and-set lost
+        raise errors.Conflict(f"{what}: the value changed concurrently") from exc
+    except nats.errors.NoRespondersError as exc:
+        raise errors.Unavailable(f"{what}: no service answers") from exc
+    except nats.errors.TimeoutError as exc:
+        raise errors.Timeout(f"{what}: no answer within {timeout_s}s") from exc
+    except (nats.errors.Error, nats.js.errors.Error) as exc:
+        raise errors.Unavailable(f"{what}: {exc}") from exc
+
+
+def content_id(payload: bytes) -> str:
+    """A message id derived from the payload: publishing the same value twice (a retry after a
+    timeout) is stored once by JetStream's de-duplication window."""
+    return hashlib.sha256(payload).hexdigest()[:32]
+
+
+async def publish(
+    rt: Runtime,
+    subject: str,
+    value: msgspec.Struct,
+    *,
+    msg_id: str | None = None,
+    correlation_id: str | None = None,
+) -> None:
+    """Append a typed value to the stream that owns ``subject``."""
+    payload = messages.ENCODER.encode(value)
+    timeout_s = rt.settings.nats_request_timeout_s
+    with nats_errors(f"publishing to {subject}", timeout_s):
+        await rt.js.publish(
+            subject,
+            payload,
+            timeout=timeout_s,
+            headers=_headers(msg_id or content_id(payload), correlation_id),
+        )
+
+
 async def publish_event(
     rt: Runtime, event: messages.EventBase, *, correlation_id: str | None = None
 ) -> None:
-    """Append an event to ``SLUICE_EVENTS`` (de-duplicated by message id for 2 minutes)."""
+    """Append an event to ``SLUICE_EVENTS``; a retried publish of the same event is stored once
+    (its message id is derived from its content, which includes its timestamp)."""
     subject = messages.event_subject(
         event.canary.namespace, event.canary.name, messages.event_kind(event)
     )
-    try:
-        await rt.js.publish(
-            subject,
-            messages.ENCODER.encode(event),
-            timeout=rt.settings.nats_request_timeout_s,
-            headers=_headers(correlation_id=correlation_id),
-        )
-    except nats.errors.TimeoutError as exc:
-        raise errors.Timeout(f"publishing to {subject} timed out") from exc
-    except (nats.errors.Error, nats.js.errors.Error) as exc:
-        raise errors.Unavailable(f"publishing to {subject} failed: {exc}") from exc
+    await publish(rt, subject, event, correlation_id=correlation_id)
 
 
 async def request(
@@ -91,19 +126,13 @@ async def request(
     correlation_id: str | None = None,
 ) -> messages.Reply:
     """Send a command and decode the typed reply; no responder or no answer is temporary."""
-    try:
+    with nats_errors(f"request on {subject}", command.timeout_s):
         msg = await rt.nc.request(
             subject,
             messages.ENCODER.encode(command),
             timeout=command.timeout_s,
             headers=_headers(correlation_id=correlation_id),
         )
-    except nats.errors.NoRespondersError as exc:
-        raise errors.Unavailable(f"no service answers {subject}") from exc
-    except nats.errors.TimeoutError as exc:
-        raise errors.Timeout(f"{subject} did not answer within {command.timeout_s}s") from exc
-    except nats.errors.Error as exc:
-        raise errors.Unavailable(f"request on {subject} failed: {exc}") from exc
     try:
         return messages.REPLY_DECODER.decode(msg.data)
     except msgspec.DecodeError as exc:
@@ -139,6 +168,7 @@ class _Limiter:
 
 
 def reject(rt: Runtime, msg: Msg, subscription: str, reason: str, detail: str) -> None:
+    """Log and count a message that will not be processed (call after it was settled)."""
     rt.metrics.rejected.labels(subject=subscription, reason=reason).inc()
     logs.ContextAdapter(log, _context(msg)).warning("rejected message (%s): %s", reason, detail)
 
@@ -165,7 +195,18 @@ async def serve_requests(
             reply = messages.CommandFailed(error=f"invalid command: {exc}", temporary=False)
         else:
             try:
-                reply = await handler(command)
+                timeout_s = getattr(command, "timeout_s", rt.settings.nats_request_timeout_s)
+                async with asyncio.timeout(timeout_s):
+                    reply = await handler(command)
+            except TimeoutError:
+                # the requester has given up by now; free the slot and say so
+                rt.metrics.failed.labels(subject=subject, decision="temporary").inc()
+                ctx.warning("command did not finish within its timeout of %.1fs", timeout_s)
+                reply = messages.CommandFailed(
+                    canary=getattr(command, "canary", None),
+                    error=f"did not finish within {timeout_s}s",
+                    temporary=True,
+                )
             except errors.SluiceError as exc:
                 rt.metrics.failed.labels(
                     subject=subject, decision="temporary" if exc.temporary else "permanent"
@@ -240,8 +281,8 @@ async def consume(
         try:
             value = decoder.decode(msg.data)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            reject(rt, msg, name, "undecodable", str(exc))
             await _settle(msg.term())
+            reject(rt, msg, name, "undecodable", str(exc))
             return
         try:
             outcome = await handler(value)
@@ -267,8 +308,17 @@ async def consume(
                         rt.stopping.wait(), timeout=rt.settings.nats_reconnect_wait_s
                     )
                 continue
+            fetching = asyncio.ensure_future(psub.fetch(batch, timeout=fetch_timeout_s))
+            stopping = asyncio.ensure_future(rt.stopping.wait())
+            await asyncio.wait({fetching, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if not fetching.done():  # stop now: a pending pull is simply abandoned
+                fetching.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await fetching
+                break
             try:
-                msgs = await psub.fetch(batch, timeout=fetch_timeout_s)
+                msgs = fetching.result()
             except nats.errors.TimeoutError:
                 continue
             except (nats.errors.Error, nats.js.errors.Error) as exc:

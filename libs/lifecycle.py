@@ -67,7 +67,7 @@ class Runtime:
         self._closers.append(closer)
 
 
-Setup = Callable[[Runtime], Awaitable[None]]
+Setup = Callable[[Runtime], Coroutine[Any, Any, None]]
 
 
 class Stopped(Exception):
@@ -152,15 +152,23 @@ async def serve(name: str, cfg: settings.ServiceSettings, setup: Setup) -> int:
     """Run one service until it is told to stop; return the process exit code."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    timer: threading.Timer | None = None
+
+    def begin_stop() -> None:
+        # the hard-exit timer starts with the request to stop, whatever phase the service is in
+        nonlocal timer
+        stop.set()
+        if timer is None:
+            timer = _arm_hard_exit(cfg.hard_exit_s)
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, begin_stop)
 
     bus_metrics = metrics.create(name, version())
     state = health.HealthState()
     http = health.HealthServer(state, bus_metrics)
     await http.start(cfg.health_host, cfg.health_port)
     exit_code = 0
-    timer: threading.Timer | None = None
     nc: Client | None = None
     runtime: Runtime | None = None
     try:
@@ -176,17 +184,24 @@ async def serve(name: str, cfg: settings.ServiceSettings, setup: Setup) -> int:
                 stopping=stopping,
                 _tg=tg,
             )
-            await setup(runtime)
-            state.started = True
-            log.info("%s %s ready", name, version())
             stopped = tg.create_task(stop.wait(), name=f"{name}:signals")
-            roots = set(runtime._roots)
-            # wake up when told to stop, or when any root task ends (which is a failure)
-            await asyncio.wait({stopped, *roots}, return_when=asyncio.FIRST_COMPLETED)
-            if not stop.is_set():
-                log.error("a root task ended unexpectedly; stopping")
-                exit_code = 1
-            timer = _arm_hard_exit(cfg.hard_exit_s)
+            starting = tg.create_task(setup(runtime), name=f"{name}:setup")
+            await asyncio.wait({stopped, starting}, return_when=asyncio.FIRST_COMPLETED)
+            if starting.done():
+                starting.result()  # a failed setup fails the service
+                state.started = True
+                log.info("%s %s ready", name, version())
+                roots = set(runtime._roots)
+                # wake up when told to stop, or when any root task ends (which is a failure)
+                await asyncio.wait({stopped, *roots}, return_when=asyncio.FIRST_COMPLETED)
+                if not stop.is_set():
+                    log.error("a root task ended unexpectedly; stopping")
+                    exit_code = 1
+            else:
+                log.info("stopped during start-up")
+                starting.cancel()
+                roots = set(runtime._roots)
+            begin_stop()
             log.info("stopping: finishing in-flight work (grace %.1fs)", cfg.shutdown_grace_s)
             state.stopping = True
             stopping.set()
@@ -210,6 +225,7 @@ async def serve(name: str, cfg: settings.ServiceSettings, setup: Setup) -> int:
             log.error("service failed: %s", failure, exc_info=failure)
         exit_code = 1
     finally:
+        begin_stop()  # cleanup below is bounded by the hard-exit timer too
         state.stopping = True
         if runtime is not None:
             for closer in reversed(runtime._closers):

@@ -27,7 +27,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 SERVICES = ("watcher", "analyzer", "traffic_shifter", "webhook_runner", "notifier")
 COLOURS = ("36", "33", "35", "32", "34", "37")
 READY_TIMEOUT_S = 30.0
-STOP_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 30.0  # longer than a service's own hard-exit timer (25s)
 
 
 def port_free(port: int) -> bool:
@@ -76,7 +76,9 @@ def ready(url: str) -> bool:
         return False
 
 
-async def stop(procs: list[tuple[str, asyncio.subprocess.Process]]) -> None:
+async def stop(procs: list[tuple[str, asyncio.subprocess.Process]]) -> bool:
+    """SIGTERM each process, wait, kill stragglers; True when every one exited with 0."""
+    clean = True
     for _, proc in procs:
         if proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
@@ -89,6 +91,10 @@ async def stop(procs: list[tuple[str, asyncio.subprocess.Process]]) -> None:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
+        if proc.returncode != 0:
+            print(f"{name} exited with code {proc.returncode}", flush=True)
+            clean = False
+    return clean
 
 
 async def main() -> int:
@@ -108,6 +114,7 @@ async def main() -> int:
         "nats", 5, [nats_bin, "-a", "127.0.0.1", "-p", str(nats_port), "-js", "-sd", store], {}
     )
     deadline = time.monotonic() + READY_TIMEOUT_S
+    code = 1
     services: list[tuple[str, asyncio.subprocess.Process]] = []
     pumps = [nats_pump]
     try:
@@ -143,7 +150,8 @@ async def main() -> int:
         if code:
             print("a process exited on its own; stopping the rest", flush=True)
     finally:
-        await stop(services)
+        if not await stop(services):
+            code = 1
         await stop([("nats", nats)])
         shutil.rmtree(store, ignore_errors=True)
         for task in pumps:

@@ -35,24 +35,11 @@ class AlertProviderSpec(meta.Model, frozen=True):
         return self.username or DEFAULT_USERNAME
 
 
-class AlertProvider(meta.Model, frozen=True):
+class AlertProvider(meta.Object, frozen=True):
     """A Flagger AlertProvider object."""
 
-    api_version: str
-    kind: str
-    metadata: meta.ObjectMeta
     spec: AlertProviderSpec
     status: dict[str, Any] | None = None
-
-    @property
-    def name(self) -> str:
-        """``metadata.name``."""
-        return self.metadata.name or ""
-
-    @property
-    def namespace(self) -> str:
-        """``metadata.namespace``, ``default`` when unset."""
-        return self.metadata.namespace or "default"
 
 
 def receives(alert_severity: analysis.Severity, event_severity: analysis.Severity) -> bool:

@@ -167,12 +167,9 @@ class ApisixRouteStatus(msgspec.Struct, frozen=True, kw_only=True, omit_defaults
     conditions: tuple[dict[str, Any], ...] = ()
 
 
-class ApisixRoute(meta.Model, frozen=True):
+class ApisixRoute(meta.Object, frozen=True):
     """An ApisixRoute object."""
 
-    api_version: str
-    kind: str
-    metadata: meta.ObjectMeta
     spec: ApisixRouteSpec
     status: ApisixRouteStatus | None = None
 

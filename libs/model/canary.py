@@ -202,25 +202,11 @@ class CanaryStatus(meta.Model, frozen=True):
     conditions: tuple[Condition, ...] = ()
 
 
-class Canary(meta.Model, frozen=True):
+class Canary(meta.Object, frozen=True):
     """A Flagger Canary object."""
 
-    api_version: str
-    kind: str
-    metadata: meta.ObjectMeta
     spec: CanarySpec
     status: CanaryStatus | None = None
-
-    # --- identity ---
-    @property
-    def name(self) -> str:
-        """``metadata.name`` (empty when only generateName is set)."""
-        return self.metadata.name or ""
-
-    @property
-    def namespace(self) -> str:
-        """``metadata.namespace``, ``default`` when unset."""
-        return self.metadata.namespace or "default"
 
     # --- Flagger's defaults ---
     def get_analysis(self) -> analysis_model.CanaryAnalysis:

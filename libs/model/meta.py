@@ -132,3 +132,21 @@ def display_name(name: str | None, kind: str, namespace: str | None) -> str:
     """``podinfo (Canary, test)``: how problems and messages name an object."""
     where = f", {namespace}" if namespace else ""
     return f"{name or '<unnamed>'} ({kind or '<no kind>'}{where})"
+
+
+class Object(Model, frozen=True):
+    """A top-level Kubernetes object: apiVersion, kind, metadata (spec and status in subclasses)."""
+
+    api_version: str
+    kind: str
+    metadata: ObjectMeta
+
+    @property
+    def name(self) -> str:
+        """``metadata.name`` (empty when only generateName is set)."""
+        return self.metadata.name or ""
+
+    @property
+    def namespace(self) -> str:
+        """``metadata.namespace``, ``default`` when unset."""
+        return self.metadata.namespace or "default"

@@ -66,24 +66,11 @@ class MetricTemplateSpec(meta.Model, frozen=True):
     query: str
 
 
-class MetricTemplate(meta.Model, frozen=True):
+class MetricTemplate(meta.Object, frozen=True):
     """A Flagger MetricTemplate object."""
 
-    api_version: str
-    kind: str
-    metadata: meta.ObjectMeta
     spec: MetricTemplateSpec
     status: dict[str, Any] | None = None
-
-    @property
-    def name(self) -> str:
-        """``metadata.name``."""
-        return self.metadata.name or ""
-
-    @property
-    def namespace(self) -> str:
-        """``metadata.namespace``, ``default`` when unset."""
-        return self.metadata.namespace or "default"
 
 
 def placeholders(query: str) -> list[str]:

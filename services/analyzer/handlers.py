@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import logging
 
-import nats.errors
-import nats.js.errors
-
-from libs import bus, errors, lifecycle, messages
+from libs import bus, lifecycle, messages
 
 log = logging.getLogger(__name__)
 
@@ -23,18 +20,8 @@ class Analyzer:
 
     async def schedule(self, canary: messages.CanaryRef, interval_s: float = 0.0) -> None:
         """Put a tick for ``canary`` in the work queue (one pending tick per canary)."""
-        subject = messages.tick_subject(canary.namespace, canary.name)
         tick = messages.Tick(canary=canary, interval_s=interval_s)
-        try:
-            await self.rt.js.publish(
-                subject,
-                messages.ENCODER.encode(tick),
-                timeout=self.rt.settings.nats_request_timeout_s,
-            )
-        except nats.errors.TimeoutError as exc:
-            raise errors.Timeout(f"scheduling a tick on {subject} timed out") from exc
-        except (nats.errors.Error, nats.js.errors.Error) as exc:
-            raise errors.Unavailable(f"scheduling a tick on {subject} failed: {exc}") from exc
+        await bus.publish(self.rt, messages.tick_subject(canary.namespace, canary.name), tick)
 
     async def on_hint(self, event: messages.Event) -> bus.Later | None:
         match event:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import logging
 
 import msgspec
-import nats.errors
-import nats.js.errors
 from nats.js.kv import KeyValue
 
 from libs import bus, errors, lifecycle, messages
@@ -37,8 +35,11 @@ class Watcher:
 
     async def _load(self, key: str) -> tuple[messages.WorkloadObservation | None, int]:
         try:
-            entry = await self.kv.get(key)
-        except nats.js.errors.KeyNotFoundError:
+            with bus.nats_errors(
+                f"reading observation {key}", self.rt.settings.nats_request_timeout_s
+            ):
+                entry = await self.kv.get(key)
+        except errors.NotFound:
             return None, 0
         if entry.value is None:
             return None, entry.revision or 0
@@ -55,17 +56,11 @@ class Watcher:
         key = messages.workload_key(observation.namespace, observation.name)
         previous, revision = await self._load(key)
         data = messages.ENCODER.encode(observation)
-        try:
+        with bus.nats_errors(f"writing observation {key}", self.rt.settings.nats_request_timeout_s):
             if revision:
                 await self.kv.update(key, data, last=revision)
             else:
                 await self.kv.create(key, data)
-        except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.KeyNotFoundError) as exc:
-            raise errors.Conflict(f"observation {key} changed concurrently") from exc
-        except nats.errors.TimeoutError as exc:
-            raise errors.Timeout(f"writing observation {key} timed out") from exc
-        except (nats.errors.Error, nats.js.errors.Error) as exc:
-            raise errors.Unavailable(f"writing observation {key} failed: {exc}") from exc
         if not is_new_revision(previous, observation):
             return False
         await bus.publish_event(

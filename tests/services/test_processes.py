@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import msgspec
 import nats
 import pytest
 
@@ -18,6 +19,30 @@ pytestmark = pytest.mark.integration
 JETSTREAM_SUBJECTS = {
     "analyzer": ["sluice.tick.test.podinfo", "sluice.events.test.podinfo.revision_detected"],
     "notifier": ["sluice.events.test.podinfo.halted"],
+}
+DURABLES = {"analyzer": {"analyzer", "analyzer-hints"}, "notifier": {"notifier"}}
+STREAM_OF = {
+    "analyzer": [("SLUICE_TICKS", "analyzer"), ("SLUICE_EVENTS", "analyzer-hints")],
+    "notifier": [("SLUICE_EVENTS", "notifier")],
+}
+_PODINFO = messages.CanaryRef(namespace="test", name="podinfo")
+# a valid message for each, and the log line that proves it was handled
+VALID = {
+    "analyzer": (
+        messages.tick_subject("test", "podinfo"),
+        messages.Tick(canary=_PODINFO),
+        "analysis step due for podinfo.test",
+    ),
+    "notifier": (
+        messages.event_subject("test", "podinfo", "halted"),
+        messages.Halted(
+            canary=_PODINFO,
+            reason="test",
+            failed_checks=1,
+            message="Halt podinfo.test advancement success rate 90.00% < 99%",
+        ),
+        "Halt podinfo.test advancement success rate",
+    ),
 }
 COMMAND_SUBJECTS = {
     "traffic_shifter": [messages.CMD_TRAFFIC, messages.CMD_WORKLOAD],
@@ -110,37 +135,29 @@ async def test_poison_on_a_stream_subject_is_terminated_not_redelivered(
     nc = await nats.connect(nats_server.url)
     try:
         js = nc.jetstream()
+        # JetStream announces every terminated message; count them per consumer
+        terminated = await nc.subscribe("$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.>")
         for subject in JETSTREAM_SUBJECTS[module]:
             await js.publish(subject, b"{not json")
             await js.publish(subject, b'{"kind": "no-such-kind"}')
         expected = 2 * len(JETSTREAM_SUBJECTS[module])
-        await proc.wait_metric(
-            "sluice_messages_rejected_total",
-            lambda v: v >= expected,
-            timeout=20,
-        )
-        # terminated: nothing left pending or waiting for an ack on the service's consumers
-        durables = {
-            "analyzer": ("SLUICE_TICKS", "analyzer"),
-            "notifier": ("SLUICE_EVENTS", "notifier"),
-        }
-        stream, durable = durables[module]
-        info = await js.consumer_info(stream, durable)
-        assert info.num_ack_pending == 0
-        assert info.num_redelivered == 0
+        advisories = [
+            msgspec.json.decode((await terminated.next_msg(timeout=20)).data)
+            for _ in range(expected)
+        ]
+        consumers = {a["consumer"] for a in advisories}
+        assert consumers == DURABLES[module]
+        await proc.wait_metric("sluice_messages_rejected_total", lambda v: v == expected)
         # and the service is still alive and handles a valid message
-        event = messages.Halted(
-            canary=messages.CanaryRef(namespace="test", name="podinfo"),
-            reason="test",
-            failed_checks=1,
-            message="Halt podinfo.test advancement success rate 90.00% < 99%",
-        )
-        await js.publish(
-            messages.event_subject("test", "podinfo", "halted"), messages.ENCODER.encode(event)
-        )
-        if module == "notifier":
-            await proc.wait_log("Halt podinfo.test advancement success rate")
+        valid = VALID[module]
+        await js.publish(valid[0], messages.ENCODER.encode(valid[1]))
+        await proc.wait_log(valid[2])
         await proc.wait_status("/readyz", 200)
+        # nothing was redelivered: the poison is gone, not waiting for another try
+        for stream, durable in STREAM_OF[module]:
+            info = await js.consumer_info(stream, durable)
+            assert (info.num_ack_pending, info.num_redelivered) == (0, 0)
+        await terminated.unsubscribe()
     finally:
         await nc.close()
     assert proc.terminate() == 0
