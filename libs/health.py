@@ -2,7 +2,9 @@
 
 ``/healthz`` answers 200 while the process runs its loops; ``/readyz`` answers 200 only while
 NATS is connected and start-up finished (so a Kubernetes Service stops sending to a replica
-that lost the bus); ``/metrics`` is the service's Prometheus registry.
+that lost the bus) and every extra check a service added (``checks``: each returns None when
+fine, else the reason, e.g. the watcher's "Kubernetes: ... unreachable"); ``/metrics`` is the
+service's Prometheus registry.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ class HealthState:
     started: bool = False
     stopping: bool = False
     nats_connected: Callable[[], bool] = lambda: False
+    checks: list[Callable[[], str | None]] = dataclasses.field(default_factory=list)
 
     def ready(self) -> tuple[bool, str]:
         if self.stopping:
@@ -31,6 +34,10 @@ class HealthState:
             return False, "starting"
         if not self.nats_connected():
             return False, "NATS not connected"
+        for check in self.checks:
+            reason = check()
+            if reason is not None:
+                return False, reason
         return True, "ok"
 
 
@@ -46,7 +53,10 @@ class HealthServer:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # a probe or scrape in flight must not hold up shutdown for aiohttp's default 60s
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=1.0
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()

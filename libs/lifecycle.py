@@ -36,6 +36,8 @@ from libs import errors, health, logs, metrics, settings
 
 log = logging.getLogger(__name__)
 
+CLOSE_TIMEOUT_S = 2.0  # closing a client that never connected
+
 
 def version() -> str:
     try:
@@ -57,6 +59,7 @@ class Runtime:
     _tg: asyncio.TaskGroup
     _roots: list[asyncio.Task[None]] = dataclasses.field(default_factory=list)
     _closers: list[Callable[[], Awaitable[None]]] = dataclasses.field(default_factory=list)
+    health: health.HealthState = dataclasses.field(default_factory=health.HealthState)
 
     def spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
         """Start a long-lived root task; if it raises, the service stops with exit code 1."""
@@ -65,6 +68,10 @@ class Runtime:
     def on_close(self, closer: Callable[[], Awaitable[None]]) -> None:
         """Register a cleanup (close a client) run after the root tasks ended."""
         self._closers.append(closer)
+
+    def add_readiness_check(self, check: Callable[[], str | None]) -> None:
+        """``/readyz`` is 503 with the returned reason while ``check()`` is not None."""
+        self.health.checks.append(check)
 
 
 Setup = Callable[[Runtime], Coroutine[Any, Any, None]]
@@ -123,10 +130,11 @@ async def connect_nats(
         stopped.cancel()
     if not connecting.done():
         connecting.cancel()
+        # nats-py may take its time to unwind a half-open connection; never wait long for it
         with contextlib.suppress(asyncio.CancelledError, Exception):
-            await connecting
+            await asyncio.wait_for(connecting, timeout=CLOSE_TIMEOUT_S)
         with contextlib.suppress(Exception):
-            await nc.close()
+            await asyncio.wait_for(nc.close(), timeout=CLOSE_TIMEOUT_S)
         raise Stopped(f"stopped before NATS at {cfg.nats_url} was reachable")
     try:
         connecting.result()
@@ -183,6 +191,7 @@ async def serve(name: str, cfg: settings.ServiceSettings, setup: Setup) -> int:
                 metrics=bus_metrics,
                 stopping=stopping,
                 _tg=tg,
+                health=state,
             )
             stopped = tg.create_task(stop.wait(), name=f"{name}:signals")
             starting = tg.create_task(setup(runtime), name=f"{name}:setup")
@@ -235,10 +244,9 @@ async def serve(name: str, cfg: settings.ServiceSettings, setup: Setup) -> int:
                     log.warning("cleanup failed: %s", exc)
         if nc is not None and not nc.is_closed:
             try:
-                if nc.is_connected:
-                    await nc.drain()
-                else:
-                    await nc.close()
+                # drain has its own drain_timeout; the outer bound covers close() as well
+                closing = nc.drain() if nc.is_connected else nc.close()
+                await asyncio.wait_for(closing, timeout=cfg.shutdown_grace_s + CLOSE_TIMEOUT_S)
             except Exception as exc:  # the bus may be gone; closing is best effort
                 log.warning("closing NATS connection failed: %s", exc)
         await http.stop()

@@ -4,6 +4,9 @@
 compare-and-set on the KV revision (so two watcher replicas cannot interleave stale writes)
 and publishes a ``revision_detected`` event when the pod-template hash or a tracked config
 checksum changed since the stored observation. Replica-count changes are not revisions.
+A lost compare-and-set (another replica wrote first) re-reads and retries, so the event is
+decided against the latest stored value and published once. ``forget`` deletes an
+observation whose canary or workload is gone, so a canary created again is a new revision.
 """
 
 from __future__ import annotations
@@ -11,11 +14,14 @@ from __future__ import annotations
 import logging
 
 import msgspec
+import nats.js.errors
 from nats.js.kv import KeyValue
 
 from libs import bus, errors, lifecycle, messages
 
 log = logging.getLogger(__name__)
+
+CAS_ATTEMPTS = 5  # compare-and-set tries before the conflict is reported (a temporary error)
 
 
 def is_new_revision(
@@ -54,13 +60,22 @@ class Watcher:
     ) -> bool:
         """Store the observation; publish ``revision_detected`` if it is a new revision."""
         key = messages.workload_key(observation.namespace, observation.name)
-        previous, revision = await self._load(key)
         data = messages.ENCODER.encode(observation)
-        with bus.nats_errors(f"writing observation {key}", self.rt.settings.nats_request_timeout_s):
-            if revision:
-                await self.kv.update(key, data, last=revision)
-            else:
-                await self.kv.create(key, data)
+        for attempt in range(1, CAS_ATTEMPTS + 1):
+            previous, revision = await self._load(key)
+            try:
+                with bus.nats_errors(
+                    f"writing observation {key}", self.rt.settings.nats_request_timeout_s
+                ):
+                    if revision:
+                        await self.kv.update(key, data, last=revision)
+                    else:
+                        await self.kv.create(key, data)
+                break
+            except errors.Conflict:
+                if attempt == CAS_ATTEMPTS:
+                    raise
+                log.debug("observation %s changed concurrently; reading it again", key)
         if not is_new_revision(previous, observation):
             return False
         await bus.publish_event(
@@ -74,3 +89,19 @@ class Watcher:
             ),
         )
         return True
+
+    async def forget(self, namespace: str, name: str) -> None:
+        """Delete a workload's observation (its canary or the workload itself is gone)."""
+        key = messages.workload_key(namespace, name)
+        with bus.nats_errors(
+            f"deleting observation {key}", self.rt.settings.nats_request_timeout_s
+        ):
+            await self.kv.delete(key)
+
+    async def keys(self) -> list[str]:
+        """The keys of every stored observation."""
+        with bus.nats_errors("listing observations", self.rt.settings.nats_request_timeout_s):
+            try:
+                return list(await self.kv.keys())
+            except nats.js.errors.NoKeysError:  # an empty bucket is not an error here
+                return []
