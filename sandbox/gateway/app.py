@@ -12,13 +12,11 @@ Two listeners, like APISIX's ports: the data plane (APISIX's :9080) and the expo
 from __future__ import annotations
 
 import dataclasses
-import socket
 from collections.abc import Callable
-from types import TracebackType
 
 from aiohttp import web
 
-from sandbox import kubewatch
+from sandbox import kubewatch, serving
 from sandbox.gateway import exporting, proxying, syncing, translation
 
 METRICS_PATH = "/apisix/prometheus/metrics"
@@ -35,23 +33,7 @@ class GatewaySettings:
     sync_timeout: float = 10.0
 
 
-def listen(host: str, port: int) -> socket.socket:
-    """A listening TCP socket; port 0 picks a free one (read it back from ``getsockname``)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(1024)
-    sock.setblocking(False)
-    return sock
-
-
-def _url(sock: socket.socket) -> str:
-    host, port = sock.getsockname()[:2]
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-
-class Gateway:
+class Gateway(serving.Component):
     def __init__(
         self,
         kube_url: str,
@@ -66,7 +48,7 @@ class Gateway:
         self.metrics = exporting.ApisixMetrics(hostname)
         self.data_plane = proxying.DataPlane(self.metrics, self.settings.proxy)
         self.sync = syncing.RouteSync(kube_url, self.data_plane.set_table, self.settings.watch)
-        self._runners: list[web.BaseRunner] = []
+        self._sites = serving.Sites()
         self.url = ""
         self.metrics_url = ""  # base URL of the export listener (metrics at + METRICS_PATH)
 
@@ -83,56 +65,31 @@ class Gateway:
         """``host:port`` of the export listener, as a Prometheus scrape target."""
         return self.metrics_url.removeprefix("http://")
 
-    async def __aenter__(self) -> Gateway:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
     async def start(self) -> None:
         try:
             await self.data_plane.start()
-            data_sock = listen(self.host, self._port)
             data_runner = web.ServerRunner(
                 web.Server(self.data_plane.handle, access_log=None),
                 shutdown_timeout=self.settings.shutdown_timeout,
             )
-            await self._start_site(data_runner, data_sock)
-            self.url = _url(data_sock)
+            self.url = await self._sites.add(data_runner, self.host, self._port)
 
             export = web.Application()
             export.router.add_get(METRICS_PATH, self._metrics_handler)
             export.router.add_get(ROUTES_PATH, self._routes_handler)
             export.router.add_get("/sandbox/healthz", self._health_handler)
-            metrics_sock = listen(self.host, self._metrics_port)
-            await self._start_site(
-                web.AppRunner(
-                    export, access_log=None, shutdown_timeout=self.settings.shutdown_timeout
-                ),
-                metrics_sock,
+            export_runner = web.AppRunner(
+                export, access_log=None, shutdown_timeout=self.settings.shutdown_timeout
             )
-            self.metrics_url = _url(metrics_sock)
+            self.metrics_url = await self._sites.add(export_runner, self.host, self._metrics_port)
             await self.sync.start()
         except BaseException:
             await self.stop()
             raise
 
-    async def _start_site(self, runner: web.BaseRunner, sock: socket.socket) -> None:
-        self._runners.append(runner)
-        await runner.setup()
-        await web.SockSite(runner, sock).start()
-
     async def stop(self) -> None:
         await self.sync.stop()
-        for runner in reversed(self._runners):
-            await runner.cleanup()
-        self._runners.clear()
+        await self._sites.close()
         await self.data_plane.stop()
 
     async def wait_synced(

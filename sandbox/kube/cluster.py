@@ -8,23 +8,23 @@
 
 The API server listens on ``127.0.0.1`` (a random port unless one is given), plain HTTP, no
 authentication. The controllers (``sandbox.kube.controllers.run_all``) run as one task while
-the cluster is up, when that package exists.
+the cluster is up (``controllers=False`` leaves them out: a bare API server).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import pathlib
-from types import TracebackType
 from typing import Any
 
 import yaml
 from aiohttp import web
 
+from sandbox import serving
 from sandbox.kube import admission, crds, events, handlers, server
+from sandbox.kube import controllers as controllers_mod
 from sandbox.kube import registry as registry_mod
 from sandbox.kube.config import ClusterSettings
 from sandbox.kube.store import Store
@@ -34,18 +34,7 @@ log = logging.getLogger(__name__)
 SHUTDOWN_TIMEOUT = 5.0  # seconds in-flight requests get when the cluster stops
 
 
-def _load_controllers() -> Any | None:
-    """``sandbox.kube.controllers.run_all`` if that package is there, else None."""
-    try:
-        module = importlib.import_module("sandbox.kube.controllers")
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("sandbox.kube.controllers",):
-            raise
-        return None
-    return getattr(module, "run_all", None)
-
-
-class Cluster:
+class Cluster(serving.Component):
     def __init__(
         self,
         settings: ClusterSettings | None = None,
@@ -71,9 +60,9 @@ class Cluster:
             self.store.create(registry_mod.NAMESPACES, namespace)
         self.installed_crds = crds.install_dir(self.store, self.settings.crd_dir)
         self.api = handlers.Api(self.store, self.registry, self.settings)
-        self._run_controllers = _load_controllers() if controllers else None
+        self._run_controllers = controllers_mod.run_all if controllers else None
         self._controllers_task: asyncio.Task[None] | None = None
-        self._runner: web.AppRunner | None = None
+        self._sites = serving.Sites()
 
     @property
     def has_controllers(self) -> bool:
@@ -85,15 +74,14 @@ class Cluster:
 
     async def start(self) -> None:
         self.api.stop.clear()
-        app = server.make_app(self.api)
-        self._runner = web.AppRunner(
-            app, handler_cancellation=True, shutdown_timeout=SHUTDOWN_TIMEOUT, access_log=None
+        runner = web.AppRunner(
+            server.make_app(self.api),
+            handler_cancellation=True,
+            shutdown_timeout=SHUTDOWN_TIMEOUT,
+            access_log=None,
         )
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        sockets = site._server.sockets if site._server is not None else ()  # type: ignore[union-attr]
-        self.port = sockets[0].getsockname()[1]
+        url = await self._sites.add(runner, self.host, self.port)
+        self.port = int(url.rpartition(":")[2])
         if self._run_controllers is not None:
             self._controllers_task = asyncio.create_task(
                 self._controllers(), name="sandbox-kube-controllers"
@@ -115,22 +103,8 @@ class Cluster:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._controllers_task
             self._controllers_task = None
-        if self._runner is not None:
-            self.api.stop.set()
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Cluster:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
+        self.api.stop.set()
+        await self._sites.close()
 
     def kubeconfig(self) -> dict[str, Any]:
         return {

@@ -1,5 +1,10 @@
 """The resource types the simulated API server serves: built-in kinds plus CRD-defined ones.
 
+Which kinds carry ``metadata.generation`` follows Kubernetes 1.32 (the version the simulator
+reports): Deployments, ReplicaSets, HPAs, CRDs and custom resources do; Pods (only from 1.33,
+``PodObservedGenerationTracking``), Services, ConfigMaps, Secrets, Endpoints, Events,
+ServiceAccounts and Namespaces do not.
+
 Built-in types are module constants so controllers can name them directly
 (``registry.DEPLOYMENTS``); custom resources are added when their CRD is created and removed
 when it is deleted.
@@ -18,6 +23,7 @@ NAMESPACES = ResourceType(
     namespaced=False,
     short_names=("ns",),
     subresources=frozenset({"status"}),
+    has_generation=False,
 )
 PODS = ResourceType(
     group="",
@@ -28,6 +34,7 @@ PODS = ResourceType(
     short_names=("po",),
     categories=("all",),
     subresources=frozenset({"status"}),
+    has_generation=False,
 )
 SERVICES = ResourceType(
     group="",
@@ -38,6 +45,7 @@ SERVICES = ResourceType(
     short_names=("svc",),
     categories=("all",),
     subresources=frozenset({"status"}),
+    has_generation=False,
 )
 ENDPOINTS = ResourceType(
     group="",
@@ -46,6 +54,7 @@ ENDPOINTS = ResourceType(
     plural="endpoints",
     singular="endpoints",
     short_names=("ep",),
+    has_generation=False,
 )
 CONFIGMAPS = ResourceType(
     group="",
@@ -54,6 +63,7 @@ CONFIGMAPS = ResourceType(
     plural="configmaps",
     singular="configmap",
     short_names=("cm",),
+    has_generation=False,
 )
 SECRETS = ResourceType(
     group="",
@@ -61,6 +71,7 @@ SECRETS = ResourceType(
     kind="Secret",
     plural="secrets",
     singular="secret",
+    has_generation=False,
 )
 EVENTS = ResourceType(
     group="",
@@ -69,6 +80,7 @@ EVENTS = ResourceType(
     plural="events",
     singular="event",
     short_names=("ev",),
+    has_generation=False,
 )
 EVENTS_V1 = ResourceType(
     group="events.k8s.io",
@@ -77,6 +89,7 @@ EVENTS_V1 = ResourceType(
     plural="events",
     singular="event",
     short_names=("ev",),
+    has_generation=False,
 )
 SERVICE_ACCOUNTS = ResourceType(
     group="",
@@ -85,6 +98,7 @@ SERVICE_ACCOUNTS = ResourceType(
     plural="serviceaccounts",
     singular="serviceaccount",
     short_names=("sa",),
+    has_generation=False,
 )
 DEPLOYMENTS = ResourceType(
     group="apps",

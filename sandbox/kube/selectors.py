@@ -12,7 +12,7 @@ Field selectors: ``path=value``, ``path==value``, ``path!=value`` on dotted obje
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 LabelPredicate = Callable[[dict[str, str]], bool]
@@ -105,3 +105,24 @@ def parse_fields(selector: str | None) -> FieldPredicate | None:
         else:
             requirements.append(lambda obj, p=path, v=value: field_value(obj, p) == v)
     return lambda obj: all(req(obj) for req in requirements)
+
+
+def label_selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
+    """A metav1.LabelSelector (matchLabels + matchExpressions). An empty selector matches all;
+    ``None`` (no selector) matches nothing, as in the API."""
+    if selector is None:
+        return False
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expr in selector.get("matchExpressions") or ():
+        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True

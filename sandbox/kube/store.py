@@ -9,8 +9,9 @@ mutate what they get.
 Semantics copied from a real API server:
 
 * one cluster-wide ``resourceVersion`` counter, bumped on every write and stamped on the object;
-* ``metadata.generation`` starts at 1 and is bumped only when something other than
-  ``metadata`` and ``status`` changes;
+* ``metadata.generation`` (on kinds that have one: ``ResourceType.has_generation``) starts at
+  1 and is bumped only when something other than ``metadata`` and ``status`` changes;
+* ``generateName`` gets 5 characters of Kubernetes' alphabet (``SAFE_ALPHABET``);
 * an update carrying a ``resourceVersion`` that is not the stored one is a ``Conflict``;
 * for resources with a ``status`` subresource, a main-resource write keeps the stored status
   and a status write keeps everything but the status;
@@ -22,6 +23,10 @@ Semantics copied from a real API server:
 * watches get ADDED / MODIFIED / DELETED events in resourceVersion order, may resume from a
   recent resourceVersion, and get ``Gone`` (HTTP 410) when it is older than the kept history.
 
+Split by concern: the errors are in ``errors``, watch fan-out and history in ``fanout``,
+garbage collection and namespace deletion in ``collecting``; their public names are
+importable from here.
+
 A *view* (``add_view``) serves one resource type as a conversion of another: the simulator
 stores core/v1 events once and serves them as ``events.k8s.io/v1`` events too.
 Hooks (``add_hook``) are called synchronously after every write of a type; the CRD installer
@@ -30,77 +35,50 @@ uses one so that a custom resource type is served as soon as its CRD is stored.
 
 from __future__ import annotations
 
-import asyncio
 import collections
-import contextlib
 import copy
 import dataclasses
 import datetime
+import random
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from sandbox.kube import collecting, fanout
+from sandbox.kube.errors import (
+    AlreadyExists,
+    Conflict,
+    Forbidden,
+    Gone,
+    Invalid,
+    NotFound,
+    StoreError,
+)
+from sandbox.kube.fanout import HISTORY_LIMIT, QUEUE_LIMIT, Subscription, WatchEvent
+
+__all__ = [
+    "HISTORY_LIMIT",
+    "QUEUE_LIMIT",
+    "SAFE_ALPHABET",
+    "AlreadyExists",
+    "Conflict",
+    "Forbidden",
+    "Gone",
+    "Invalid",
+    "NotFound",
+    "ResourceType",
+    "Store",
+    "StoreError",
+    "Subscription",
+    "WatchEvent",
+    "now_rfc3339",
+]
+
 Obj = dict[str, Any]
 Key = tuple[str, str]
 
-HISTORY_LIMIT = 5000  # watch events kept for resuming; older resourceVersions get 410 Gone
-
-
-class StoreError(Exception):
-    """Base of the store's errors; each maps to one Kubernetes ``Status`` reason and code.
-
-    ``name``, ``group`` and ``kind`` fill the ``details`` of the ``Status``; ``causes`` are
-    ``StatusCause`` dicts (reason, message, field) for ``Invalid``.
-    """
-
-    reason = "InternalError"
-    code = 500
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        name: str | None = None,
-        group: str | None = None,
-        kind: str | None = None,
-        causes: list[dict[str, str]] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.name = name
-        self.group = group
-        self.kind = kind
-        self.causes = causes or []
-
-
-class NotFound(StoreError):
-    reason = "NotFound"
-    code = 404
-
-
-class AlreadyExists(StoreError):
-    reason = "AlreadyExists"
-    code = 409
-
-
-class Conflict(StoreError):
-    reason = "Conflict"
-    code = 409
-
-
-class Invalid(StoreError):
-    reason = "Invalid"
-    code = 422
-
-
-class Gone(StoreError):
-    reason = "Expired"
-    code = 410
-
-
-class Forbidden(StoreError):
-    reason = "Forbidden"
-    code = 403
+SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # k8s.io/apimachinery rand.SafeEncodeString
+GENERATED_SUFFIX = 5  # characters generateName adds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,6 +110,9 @@ class ResourceType:
     schema: dict[str, Any] | None = None
     # True for kinds defined by a CustomResourceDefinition (merge patch only, schema checks)
     custom: bool = False
+    # whether objects carry metadata.generation (workloads, HPAs, CRDs, custom resources do;
+    # in Kubernetes 1.32 ConfigMaps, Secrets, Services, Pods, Events ... do not)
+    has_generation: bool = True
 
     @property
     def api_version(self) -> str:
@@ -148,49 +129,11 @@ class ResourceType:
         return f"{self.plural}.{self.group}" if self.group else self.plural
 
 
-@dataclasses.dataclass(frozen=True)
-class WatchEvent:
-    type: str  # ADDED | MODIFIED | DELETED
-    object: Obj
-    resource_version: int
-
-
 @dataclasses.dataclass
 class _View:
     base: ResourceType
     to_view: Callable[[Obj], Obj]
     from_view: Callable[[Obj], Obj]
-
-
-class Subscription:
-    """A registered watcher: the backlog to replay, then live events on ``queue``.
-
-    Its queue is safe to wait on with a timeout (``asyncio.wait_for(sub.queue.get(), t)``),
-    which an async generator is not. ``close()`` unregisters it.
-    """
-
-    def __init__(
-        self, store: Store, rtype: ResourceType, namespace: str | None, backlog: list[WatchEvent]
-    ) -> None:
-        self._store = store
-        self.rtype = rtype
-        self.namespace = namespace
-        self.backlog = backlog
-        self.queue: asyncio.Queue[WatchEvent] = asyncio.Queue()
-        self._view = store._views.get(rtype.key)
-        self._key = self._view.base.key if self._view else rtype.key
-
-    def accepts(self, key: Key, namespace: str | None) -> bool:
-        return key == self._key and (self.namespace is None or self.namespace == namespace)
-
-    def convert(self, event: WatchEvent) -> WatchEvent:
-        if self._view is None:
-            return event
-        return WatchEvent(event.type, self._view.to_view(event.object), event.resource_version)
-
-    def close(self) -> None:
-        if self in self._store._subscriptions:
-            self._store._subscriptions.remove(self)
 
 
 def now_rfc3339() -> str:
@@ -202,17 +145,14 @@ def _spec_part(obj: Obj) -> Obj:
     return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
 
 
-class Store:
+class Store(collecting.Collecting):
     """All objects of the simulated cluster, with watch fan-out and history for resume."""
 
-    def __init__(self, history_limit: int = HISTORY_LIMIT) -> None:
+    def __init__(self, history_limit: int = HISTORY_LIMIT, queue_limit: int = QUEUE_LIMIT) -> None:
         self._rv = 1
         self._objects: dict[Key, dict[Key, Obj]] = collections.defaultdict(dict)
         self._types: dict[Key, ResourceType] = {}
-        self._history: collections.deque[tuple[Key, WatchEvent]] = collections.deque(
-            maxlen=history_limit
-        )
-        self._subscriptions: list[Subscription] = []
+        self._fanout = fanout.Fanout(history_limit, queue_limit)
         self._views: dict[Key, _View] = {}
         self._hooks: dict[Key, list[Callable[[WatchEvent], None]]] = collections.defaultdict(list)
 
@@ -226,16 +166,17 @@ class Store:
         self._rv += 1
         return self._rv
 
-    def _emit(self, rtype: ResourceType, event_type: str, obj: Obj, rv: int) -> None:
-        event = WatchEvent(event_type, copy.deepcopy(obj), rv)
-        self._history.append((rtype.key, event))
-        namespace = obj.get("metadata", {}).get("namespace")
-        for sub in list(self._subscriptions):
-            if sub.accepts(rtype.key, namespace):
-                sub.queue.put_nowait(event)
+    def _emit(
+        self, rtype: ResourceType, event_type: str, obj: Obj, rv: int, previous: Obj | None = None
+    ) -> None:
+        """Publish a change; ``previous`` is the object before it (the object, for DELETED)."""
+        if event_type == "DELETED":
+            previous = obj
+        before = None if previous is None else copy.deepcopy(previous)
+        self._fanout.publish(rtype.key, WatchEvent(event_type, copy.deepcopy(obj), rv, before))
         # hooks run after the event is queued, so events they cause come after it
         for hook in list(self._hooks.get(rtype.key, ())):
-            hook(WatchEvent(event_type, copy.deepcopy(obj), rv))
+            hook(WatchEvent(event_type, copy.deepcopy(obj), rv, copy.deepcopy(before)))
 
     def register(self, rtype: ResourceType) -> None:
         """Make a resource type known to the garbage collector (the server registers all)."""
@@ -288,9 +229,9 @@ class Store:
         """Objects in (namespace, name) order, and the resourceVersion the list is valid at."""
         view = self._views.get(rtype.key)
         items = []
-        for (ns, _name), stored in sorted(
-            self._objects[(view.base if view else rtype).key].items()
-        ):
+        objects = self._objects[(view.base if view else rtype).key]
+        # str(): a name of another type (written below the API) must not break the sort
+        for (ns, _name), stored in sorted(objects.items(), key=lambda kv: tuple(map(str, kv[0]))):
             if namespace and ns != namespace:
                 continue
             obj = view.to_view(copy.deepcopy(stored)) if view else stored
@@ -313,7 +254,7 @@ class Store:
         meta = obj.setdefault("metadata", {})
         if not meta.get("name"):
             if meta.get("generateName"):
-                meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
+                meta["name"] = self._generate_name(rtype, meta)
             else:
                 raise Invalid(
                     f"{rtype.kind} is invalid: metadata.name: Required value: name or "
@@ -352,11 +293,24 @@ class Store:
         meta["uid"] = str(uuid.uuid4())
         meta["resourceVersion"] = str(rv)
         meta["creationTimestamp"] = now_rfc3339()
-        meta["generation"] = 1
+        if rtype.has_generation:
+            meta["generation"] = 1
+        else:
+            meta.pop("generation", None)
         meta.pop("deletionTimestamp", None)
         self._objects[rtype.key][key] = obj
         self._emit(rtype, "ADDED", obj, rv)
         return copy.deepcopy(obj)
+
+    def _generate_name(self, rtype: ResourceType, meta: Obj) -> str:
+        """``generateName`` + 5 random characters, as the API server's name generator."""
+        base = str(meta["generateName"])[: 63 - GENERATED_SUFFIX]
+        namespace = meta.get("namespace", "") if rtype.namespaced else ""
+        for _ in range(8):  # the real server retries a taken name a few times too
+            name = base + "".join(random.choices(SAFE_ALPHABET, k=GENERATED_SUFFIX))
+            if (namespace, name) not in self._objects[rtype.key]:
+                break
+        return name
 
     def update(self, rtype: ResourceType, obj: Obj, *, subresource: str | None = None) -> Obj:
         """Replace an object (PUT semantics). ``subresource="status"`` writes only the status."""
@@ -405,10 +359,13 @@ class Store:
             meta["finalizers"] = [f for f in meta["finalizers"] if f in old]
         obj["apiVersion"] = rtype.api_version
         obj["kind"] = rtype.kind
-        generation = current["metadata"].get("generation", 1)
-        if _spec_part(obj) != _spec_part(current):
-            generation += 1
-        meta["generation"] = generation
+        if rtype.has_generation:
+            generation = current["metadata"].get("generation", 1)
+            if _spec_part(obj) != _spec_part(current):
+                generation += 1
+            meta["generation"] = generation
+        else:
+            meta.pop("generation", None)
         unchanged = {**meta, "resourceVersion": current["metadata"]["resourceVersion"]}
         if {**obj, "metadata": unchanged} == current:
             return copy.deepcopy(
@@ -422,7 +379,7 @@ class Store:
             self._after_delete(rtype, obj, "Background")
             return copy.deepcopy(obj)
         self._objects[rtype.key][key] = obj
-        self._emit(rtype, "MODIFIED", obj, rv)
+        self._emit(rtype, "MODIFIED", obj, rv, current)
         return copy.deepcopy(obj)
 
     def delete(
@@ -455,25 +412,12 @@ class Store:
         return self._remove(rtype, key, propagation)
 
     def _mark_deleted(self, rtype: ResourceType, current: Obj) -> None:
+        previous = copy.deepcopy(current)
         current["metadata"]["deletionTimestamp"] = now_rfc3339()
         current["metadata"]["deletionGracePeriodSeconds"] = 0
         rv = self._next_rv()
         current["metadata"]["resourceVersion"] = str(rv)
-        self._emit(rtype, "MODIFIED", current, rv)
-
-    def _delete_namespace(self, rtype: ResourceType, key: Key) -> Obj:
-        current = self._objects[rtype.key][key]
-        if not current["metadata"].get("deletionTimestamp"):
-            current.setdefault("status", {})["phase"] = "Terminating"
-            self._mark_deleted(rtype, current)
-        last = copy.deepcopy(current)
-        self._empty_namespace(key[1])
-        still = self._objects[rtype.key].get(key)
-        if still is None:  # removed when its last object went
-            return last
-        if still["metadata"].get("finalizers") or self._namespace_contents(key[1]):
-            return copy.deepcopy(still)
-        return self._remove(rtype, key, "Background")
+        self._emit(rtype, "MODIFIED", current, rv, previous)
 
     def _remove(self, rtype: ResourceType, key: Key, propagation: str) -> Obj:
         current = self._objects[rtype.key].pop(key)
@@ -483,68 +427,16 @@ class Store:
         self._after_delete(rtype, current, propagation)
         return copy.deepcopy(current)
 
-    def _after_delete(self, rtype: ResourceType, obj: Obj, propagation: str) -> None:
-        if propagation == "Orphan":
-            self._orphan(obj["metadata"]["uid"])
-        else:
-            self._collect_garbage(obj["metadata"]["uid"])
-        namespace = obj["metadata"].get("namespace")
-        if (
-            namespace
-            and self.namespace_phase(namespace) == "Terminating"
-            and not self._namespace_contents(namespace)
-        ):
-            ns_key = ("", namespace)
-            ns = self._objects[("", "namespaces")][ns_key]
-            if not ns["metadata"].get("finalizers"):
-                self._remove(self._types.get(("", "namespaces"), _NAMESPACES), ns_key, "Background")
+    def _namespaces_type(self) -> ResourceType:
+        registered = self._types.get(collecting.NAMESPACES_KEY)
+        return registered or self._unregistered_type(collecting.NAMESPACES_KEY)
 
-    def _namespace_contents(self, namespace: str) -> list[tuple[Key, Key]]:
-        return [
-            (gr_key, obj_key)
-            for gr_key, objects in self._objects.items()
-            for obj_key in objects
-            if obj_key[0] == namespace
-        ]
-
-    def _empty_namespace(self, namespace: str) -> None:
-        for gr_key, obj_key in self._namespace_contents(namespace):
-            rtype = self._types.get(gr_key)
-            if obj_key not in self._objects[gr_key]:
-                continue  # collected as a dependent of an earlier one
-            if rtype is None:
-                rtype = ResourceType(
-                    group=gr_key[0], version="v1", kind="", plural=gr_key[1], singular=""
-                )
-            self.delete(rtype, obj_key[0], obj_key[1])
-
-    def _collect_garbage(self, owner_uid: str) -> None:
-        """Background propagation: delete every object whose ownerReferences name the owner."""
-        for gr_key, objects in list(self._objects.items()):
-            rtype = self._types.get(gr_key)
-            if rtype is None:
-                continue
-            for (ns, name), obj in list(objects.items()):
-                refs = obj["metadata"].get("ownerReferences") or []
-                if any(ref.get("uid") == owner_uid for ref in refs):
-                    with contextlib.suppress(NotFound):
-                        self.delete(rtype, ns, name)
-
-    def _orphan(self, owner_uid: str) -> None:
-        for gr_key, objects in list(self._objects.items()):
-            rtype = self._types.get(gr_key)
-            if rtype is None:
-                continue
-            for obj in list(objects.values()):
-                refs = obj["metadata"].get("ownerReferences") or []
-                if any(ref.get("uid") == owner_uid for ref in refs):
-                    new = copy.deepcopy(obj)
-                    kept = [ref for ref in refs if ref.get("uid") != owner_uid]
-                    if kept:
-                        new["metadata"]["ownerReferences"] = kept
-                    else:
-                        new["metadata"].pop("ownerReferences")
-                    self.update(rtype, new)
+    def _unregistered_type(self, key: Key) -> ResourceType:
+        """A stand-in for a type never ``register``-ed (a bare store in unit tests)."""
+        namespaced = key != collecting.NAMESPACES_KEY
+        return ResourceType(
+            group=key[0], version="v1", kind="", plural=key[1], singular="", namespaced=namespaced
+        )
 
     def drop_resource(self, rtype: ResourceType) -> None:
         """Remove every object of a type at once, finalizers or not (its CRD was deleted)."""
@@ -558,7 +450,7 @@ class Store:
         """Raise ``Gone`` when a watch from ``since`` cannot be served from the history."""
         if not since:
             return
-        oldest = self._history[0][1].resource_version if self._history else self._rv + 1
+        oldest = self._fanout.oldest() or self._rv + 1
         if since < oldest - 1 and since < self._rv:
             raise Gone(f"too old resource version: {since} ({oldest - 1})")
 
@@ -570,16 +462,9 @@ class Store:
         Raises ``Gone`` when ``since`` is older than the kept history. Call ``close()`` on it.
         """
         self.check_resource_version(since)
-        sub = Subscription(self, rtype, namespace, [])
-        if since:
-            sub.backlog = [
-                sub.convert(ev)
-                for key, ev in self._history
-                if ev.resource_version > since
-                and sub.accepts(key, ev.object["metadata"].get("namespace"))
-            ]
-        self._subscriptions.append(sub)
-        return sub
+        view = self._views.get(rtype.key)
+        key = view.base.key if view else rtype.key
+        return self._fanout.subscribe(key, namespace, since, view.to_view if view else None)
 
     async def watch(
         self,
@@ -589,23 +474,17 @@ class Store:
     ) -> AsyncIterator[WatchEvent]:
         """Events after resourceVersion ``since`` (None or 0: from now on).
 
-        Raises ``Gone`` (on first iteration) when ``since`` is older than the kept history.
+        Raises ``Gone`` (on first iteration) when ``since`` is older than the kept history;
+        ends when the watcher fell too far behind (list again, or resume).
         """
         sub = self.subscribe(rtype, namespace, since)
         try:
             for ev in sub.backlog:
                 yield ev
             while True:
-                yield sub.convert(await sub.queue.get())
+                event = await sub.queue.get()
+                if event is fanout.CLOSED:
+                    return
+                yield sub.convert(event)
         finally:
             sub.close()
-
-
-_NAMESPACES = ResourceType(
-    group="",
-    version="v1",
-    kind="Namespace",
-    plural="namespaces",
-    singular="namespace",
-    namespaced=False,
-)

@@ -10,22 +10,29 @@ As a real API server (with its watch cache):
 * ``allowWatchBookmarks=true``: a ``BOOKMARK`` event (kind, apiVersion, resourceVersion only)
   every ``ClusterSettings.bookmark_interval`` seconds of quiet;
 * ``timeoutSeconds``: the stream ends after that long; server shutdown ends it too;
-* label and field selectors filter events; ``Accept: ...as=Table`` wraps each object in a
-  one-row ``Table`` (``kubectl get -w``).
+* label and field selectors filter events by comparing the object before and after each
+  change, as the watch cache does: an object that starts matching comes as ``ADDED``, one
+  that stops matching as ``DELETED`` (its last matching state, at the event's
+  resourceVersion); ``Accept: ...as=Table`` wraps each object in a one-row ``Table``
+  (``kubectl get -w``);
+* a watcher that falls ``fanout.QUEUE_LIMIT`` events behind has its stream ended; clients
+  resume from the last resourceVersion they saw.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
-from sandbox.kube import handlers, selectors, status, tables
+from sandbox.kube import fanout, handlers, selectors, status, tables
 from sandbox.kube.store import Gone, Subscription, WatchEvent
 
 log = logging.getLogger(__name__)
@@ -119,8 +126,8 @@ async def serve(
         for obj in initial:
             await response.write(encode("ADDED", obj))
         for event in sub.backlog:
-            if matches(event.object):
-                await response.write(encode(event.type, event.object))
+            if (shown := _filtered(event, matches)) is not None:
+                await response.write(encode(*shown))
         deadline = None if timeout is None else time.monotonic() + timeout
         while not api.stop.is_set():
             wait = api.settings.bookmark_interval if bookmarks else None
@@ -134,9 +141,11 @@ async def serve(
                 if bookmarks and not api.stop.is_set():
                     await response.write(encode("BOOKMARK", _bookmark(api, rtype, as_table)))
                 continue
-            event = sub.convert(event)
-            if matches(event.object):
-                await response.write(encode(event.type, event.object))
+            if event is fanout.CLOSED:
+                log.info("watch of %s fell too far behind; ending it", request.path)
+                break
+            if (shown := _filtered(sub.convert(event), matches)) is not None:
+                await response.write(encode(*shown))
         with contextlib.suppress(ConnectionError):
             await response.write_eof()
     except ConnectionError:
@@ -144,6 +153,20 @@ async def serve(
     finally:
         sub.close()
     return response
+
+
+def _filtered(event: WatchEvent, matches: Callable[[Obj], bool]) -> tuple[str, Obj] | None:
+    """What a filtered watch sends for ``event``: (type, object), or None for nothing."""
+    now = event.type != "DELETED" and matches(event.object)
+    before = event.previous is not None and matches(event.previous)
+    if now:
+        return ("ADDED" if event.type == "ADDED" or not before else "MODIFIED"), event.object
+    if before:
+        assert event.previous is not None
+        gone = copy.deepcopy(event.previous)
+        gone["metadata"]["resourceVersion"] = str(event.resource_version)
+        return "DELETED", gone
+    return None
 
 
 def _bookmark(api: handlers.Api, rtype: Any, as_table: bool) -> Obj:

@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from types import TracebackType
 
 import aiohttp
 from aiohttp import web
 from yarl import URL
 
-from sandbox import kubewatch
-from sandbox.gateway.app import listen
+from sandbox import kubewatch, serving
 from sandbox.gateway.proxying import filter_headers
 from sandbox.proxy import naming
 
@@ -43,7 +41,7 @@ class ProxySettings:
     watch: kubewatch.WatchSettings = dataclasses.field(default_factory=kubewatch.WatchSettings)
 
 
-class NameProxy:
+class NameProxy(serving.Component):
     def __init__(
         self,
         kube_url: str,
@@ -60,21 +58,9 @@ class NameProxy:
             self.settings.watch,
         )
         self._rr: dict[tuple[str, str, int], int] = {}
-        self._runner: web.ServerRunner | None = None
+        self._sites = serving.Sites()
         self._session: aiohttp.ClientSession | None = None
         self.url = ""
-
-    async def __aenter__(self) -> NameProxy:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def start(self) -> None:
         try:
@@ -83,15 +69,11 @@ class NameProxy:
                 auto_decompress=False,
                 cookie_jar=aiohttp.DummyCookieJar(),
             )
-            sock = listen(self.host, self._port)
-            self._runner = web.ServerRunner(
+            runner = web.ServerRunner(
                 web.Server(self.handle, access_log=None),
                 shutdown_timeout=self.settings.shutdown_timeout,
             )
-            await self._runner.setup()
-            await web.SockSite(self._runner, sock).start()
-            host, port = sock.getsockname()[:2]
-            self.url = f"http://{host}:{port}"
+            self.url = await self._sites.add(runner, self.host, self._port)
             await self.watcher.start()
         except BaseException:
             await self.stop()
@@ -99,9 +81,7 @@ class NameProxy:
 
     async def stop(self) -> None:
         await self.watcher.stop()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        await self._sites.close()
         if self._session is not None:
             await self._session.close()
             self._session = None

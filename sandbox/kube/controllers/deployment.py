@@ -183,7 +183,9 @@ class DeploymentController:
             self.loop.enqueue((meta["namespace"], meta["name"]))
             return None, False
         if count > 0:
-            self._event(deploy, f"Scaled up replica set {created['metadata']['name']} to {count}")
+            self._event(
+                deploy, f"Scaled up replica set {created['metadata']['name']} from 0 to {count}"
+            )
         return created, True
 
     def _set_revision(self, deploy: Obj, rev: int) -> Obj:
@@ -210,7 +212,8 @@ class DeploymentController:
         if count != before:
             direction = "up" if count > before else "down"
             self._event(
-                deploy, f"Scaled {direction} replica set {rs['metadata']['name']} to {count}"
+                deploy,
+                f"Scaled {direction} replica set {rs['metadata']['name']} from {before} to {count}",
             )
         return result, count != before
 

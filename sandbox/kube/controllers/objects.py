@@ -6,6 +6,7 @@ import datetime
 from collections.abc import Mapping
 from typing import Any
 
+from sandbox.kube import selectors
 from sandbox.kube import store as kstore
 
 Obj = kstore.Obj
@@ -118,25 +119,7 @@ def remove_condition(status: dict[str, Any], ctype: str) -> None:
 # ---------------------------------------------------------------- label selectors
 
 
-def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
-    """A metav1.LabelSelector (matchLabels + matchExpressions). An empty selector matches all;
-    ``None`` (no selector) matches nothing, as in the API."""
-    if selector is None:
-        return False
-    for key, value in (selector.get("matchLabels") or {}).items():
-        if labels.get(key) != value:
-            return False
-    for expr in selector.get("matchExpressions") or ():
-        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
-        if op == "In" and labels.get(key) not in values:
-            return False
-        if op == "NotIn" and key in labels and labels[key] in values:
-            return False
-        if op == "Exists" and key not in labels:
-            return False
-        if op == "DoesNotExist" and key in labels:
-            return False
-    return True
+selector_matches = selectors.label_selector_matches
 
 
 def map_selector_matches(selector: Mapping[str, str] | None, labels: Mapping[str, str]) -> bool:

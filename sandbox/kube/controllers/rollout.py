@@ -15,6 +15,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from sandbox.kube import store as kstore
 from sandbox.kube.controllers import objects
 
 Obj = dict[str, Any]
@@ -45,7 +46,7 @@ RESUMED = "DeploymentResumed"
 MIN_AVAILABLE = "MinimumReplicasAvailable"
 MIN_UNAVAILABLE = "MinimumReplicasUnavailable"
 
-SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # k8s.io/apimachinery rand.SafeEncodeString
+SAFE_ALPHABET = kstore.SAFE_ALPHABET
 
 
 # ---------------------------------------------------------------- template hash

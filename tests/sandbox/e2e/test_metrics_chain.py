@@ -186,10 +186,13 @@ async def test_flagger_builtin_queries_through_simulated_pods(stack: support.Sta
     # Every canary request takes 50 ms + gateway/app overhead, so all land in APISIX's bucket
     # (50, 100] (its buckets: ... 20, 50, 100, 200 ...) unless >= 1% exceed 100 ms.
     # histogram_quantile interpolates linearly inside the bucket: 50 + 50 * 0.99 = 99.5 ms.
-    # The bound 50 < p99 <= 100 is therefore what the bucket math allows for 50 ms of latency.
+    # That 99.5 is what an unloaded run measures.
     assert p99 is not None
     assert not math.isnan(p99)
-    assert 50 < p99 <= 100
+    # The upper bound allows one bucket more: on a loaded 2-core machine scheduler jitter can
+    # push 1% of requests past 100 ms, which moves p99 into (100, 200]. The lower bound is what
+    # proves the injected latency is seen (without it p99 is a few ms).
+    assert 50 < p99 <= 200
     # The gateway, not the test, saw the failures; no request went to the primary.
     statuses = collections.Counter(status for status, _ in counts.elements())
     assert set(statuses) == {200, 500}, statuses

@@ -132,7 +132,9 @@ async def test_flagger_builtin_queries_see_the_canary(
         assert 65 <= success_30s <= 75
         assert p99 is not None
         assert not math.isnan(p99)
-        assert 50 <= p99 <= 100
+        # every request takes >= 50 ms, so p99 lies above 50; one bucket of slack (200) for
+        # scheduler jitter on a loaded 2-core machine (see tests/sandbox/e2e/test_metrics_chain.py)
+        assert 50 < p99 <= 200
         assert primary.count == 0
 
         # The label set a dashboard or Flagger sees, as scraped.

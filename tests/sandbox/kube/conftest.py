@@ -11,6 +11,7 @@ import random
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import aiohttp
 import pytest
 
 from sandbox.kube.cluster import Cluster
@@ -98,6 +99,22 @@ def cluster_settings() -> ClusterSettings:
 
 
 @pytest.fixture
+async def bare() -> AsyncIterator[Cluster]:
+    """A cluster without controllers, quick bookmarks, and only the test's own CRDs."""
+    settings = random_settings(bookmark_interval=0.2, crd_dir=pathlib.Path("/nonexistent"))
+    async with Cluster(settings, controllers=False) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+async def http(bare: Cluster) -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(
+        base_url=bare.url, timeout=aiohttp.ClientTimeout(total=10)
+    ) as session:
+        yield session
+
+
+@pytest.fixture
 async def cluster(cluster_settings: ClusterSettings) -> AsyncIterator[Cluster]:
     async with Cluster(cluster_settings) as running:
         yield running
@@ -123,7 +140,10 @@ def kubectl(kubeconfig: pathlib.Path, tmp_path: pathlib.Path) -> Kubectl:
     """``await kubectl("get", "pods", check=True, stdin="...")``: the real kubectl binary."""
     binary = shutil.which("kubectl")
     if binary is None:
-        pytest.skip("kubectl is not installed")
+        pytest.fail(
+            "kubectl is not on PATH: the sandbox suite tests the real client; install it "
+            "with `make setup`"
+        )
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(tmp_path),

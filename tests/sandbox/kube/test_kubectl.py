@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 
 import pytest
@@ -192,19 +193,36 @@ async def test_get_watch_streams_changes(cluster: Cluster, kubectl: Kubectl) -> 
 
 async def test_describe_deployment(cluster: Cluster, kubectl: Kubectl) -> None:
     await kubectl("apply", "-f", "-", stdin=MANIFESTS)
+    await kubectl("rollout", "status", "deployment/web", "--timeout=20s")
     described = (await kubectl("describe", "deployment", "web")).stdout
-    assert "Name:" in described
-    assert "web" in described
-    assert "example/web:1.0" in described
-    assert "Replicas:" in described
-    assert "MODE:" in described
+    lines = [" ".join(line.split()) for line in described.splitlines()]
+    assert "Name: web" in lines
+    assert "Selector: app=web" in lines
+    assert "Replicas: 2 desired | 2 updated | 2 total | 2 available | 0 unavailable" in lines
+    assert "StrategyType: RollingUpdate" in lines
+    assert "RollingUpdateStrategy: 25% max unavailable, 25% max surge" in lines
+    assert "Image: example/web:1.0" in lines
+    assert "MODE: one" in lines
+    assert "Available True MinimumReplicasAvailable" in lines
+    assert "Progressing True NewReplicaSetAvailable" in lines
+    new_rs = next(line for line in lines if line.startswith("NewReplicaSet:"))
+    assert re.fullmatch(r"NewReplicaSet: web-[a-z0-9]+ \(2/2 replicas created\)", new_rs), new_rs
+    rs_name = new_rs.split()[1]
+    assert any(
+        re.fullmatch(
+            rf"Normal ScalingReplicaSet \S+ deployment-controller Scaled up replica set "
+            rf"{rs_name} from 0 to 2",
+            line,
+        )
+        for line in lines
+    ), described
 
 
 async def test_canary_columns_describe_events_and_schema(
     cluster: Cluster, kubectl: Kubectl
 ) -> None:
-    if registry.Registry.get(cluster.registry, "flagger.app", "canaries") is None:
-        pytest.skip("deploy/crds has no Canary CRD yet")
+    if cluster.registry.get("flagger.app", "canaries") is None:
+        pytest.fail(f"the Canary CRD was not installed from {cluster.settings.crd_dir}")
     await _namespace(kubectl, "test")
     rejected = await kubectl("apply", "-f", "-", stdin=CANARY % '"10"', check=False)
     assert rejected.code == 1
@@ -389,8 +407,7 @@ async def test_delete_and_namespaces(cluster: Cluster, kubectl: Kubectl) -> None
 
 
 async def test_rollout_status_waits_for_the_deployment(cluster: Cluster, kubectl: Kubectl) -> None:
-    if not cluster.has_controllers:
-        pytest.skip("sandbox.kube.controllers is not importable: no deployment controller")
+    assert cluster.has_controllers, "the cluster fixture runs without its controllers"
     await kubectl("apply", "-f", "-", stdin=MANIFESTS)
     started = time.monotonic()
     result = await kubectl("rollout", "status", "deployment/web", "--timeout=25s")

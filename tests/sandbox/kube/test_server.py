@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -14,27 +13,9 @@ import pytest
 from sandbox.kube import discovery, registry
 from sandbox.kube.cluster import Cluster
 
-from .conftest import SMALL_CRD, random_settings
+from .conftest import SMALL_CRD
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def bare() -> AsyncIterator[Cluster]:
-    """A cluster without controllers, quick bookmarks, and only the test's own CRDs."""
-    import pathlib
-
-    settings = random_settings(bookmark_interval=0.2, crd_dir=pathlib.Path("/nonexistent"))
-    async with Cluster(settings, controllers=False) as cluster:
-        yield cluster
-
-
-@pytest.fixture
-async def http(bare: Cluster) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(
-        base_url=bare.url, timeout=aiohttp.ClientTimeout(total=10)
-    ) as session:
-        yield session
 
 
 async def _get(http: aiohttp.ClientSession, path: str, **kwargs: Any) -> tuple[int, Any, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import ipaddress
+import re
 
 import aiohttp
 import pytest
@@ -101,7 +102,7 @@ async def test_podinfo_deployment_becomes_ready_and_serves(cluster: Cluster) -> 
         assert info["color"] == "#34577c"
 
     messages = [e["message"] for e in cluster.store.list(kregistry.EVENTS, NAMESPACE)[0]]
-    assert f"Scaled up replica set {rs['metadata']['name']} to 2" in messages
+    assert f"Scaled up replica set {rs['metadata']['name']} from 0 to 2" in messages
 
 
 async def test_image_change_rolls_out_a_new_replicaset(cluster: Cluster) -> None:
@@ -133,7 +134,10 @@ async def test_image_change_rolls_out_a_new_replicaset(cluster: Cluster) -> None
     )
 
     messages = {e["message"] for e in cluster.store.list(kregistry.EVENTS, NAMESPACE)[0]}
-    assert f"Scaled down replica set {old_rs['metadata']['name']} to 0" in messages
+    old_name = old_rs["metadata"]["name"]
+    assert any(
+        re.fullmatch(rf"Scaled down replica set {old_name} from [12] to 0", m) for m in messages
+    ), messages
     # never below replicas - maxUnavailable available, never above replicas + maxSurge pods:
     # checked by the controller arithmetic tests (test_rollout)
 

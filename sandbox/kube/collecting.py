@@ -1,0 +1,125 @@
+"""Garbage collection and namespace deletion, the parts of ``Store`` that delete for you.
+
+* deleting an owner deletes its dependents (ownerReferences naming its uid) — background
+  and foreground propagation alike (the simulator does not block the owner on them) — or,
+  with ``Orphan``, strips the references instead;
+* deleting a namespace marks it ``Terminating``, deletes everything in it, and removes it once
+  it is empty and has no finalizers left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from typing import TYPE_CHECKING, Any
+
+from sandbox.kube.errors import NotFound
+
+if TYPE_CHECKING:
+    from sandbox.kube.store import ResourceType
+
+Obj = dict[str, Any]
+Key = tuple[str, str]
+NAMESPACES_KEY = ("", "namespaces")
+
+
+class Collecting:
+    """Mixed into ``Store``: it provides the objects, the types and the primitive writes."""
+
+    _objects: dict[Key, dict[Key, Obj]]
+    _types: dict[Key, ResourceType]
+
+    if TYPE_CHECKING:  # provided by Store
+
+        def delete(
+            self, rtype: ResourceType, namespace: str | None, name: str, *, propagation: str = ...
+        ) -> Obj: ...
+
+        def update(
+            self, rtype: ResourceType, obj: Obj, *, subresource: str | None = None
+        ) -> Obj: ...
+
+        def namespace_phase(self, name: str) -> str | None: ...
+
+        def _mark_deleted(self, rtype: ResourceType, current: Obj) -> None: ...
+
+        def _remove(self, rtype: ResourceType, key: Key, propagation: str) -> Obj: ...
+
+        def _namespaces_type(self) -> ResourceType: ...
+
+        def _unregistered_type(self, key: Key) -> ResourceType: ...
+
+    def _delete_namespace(self, rtype: ResourceType, key: Key) -> Obj:
+        current = self._objects[rtype.key][key]
+        if not current["metadata"].get("deletionTimestamp"):
+            current.setdefault("status", {})["phase"] = "Terminating"
+            self._mark_deleted(rtype, current)
+        last = copy.deepcopy(current)
+        self._empty_namespace(key[1])
+        still = self._objects[rtype.key].get(key)
+        if still is None:  # removed when its last object went
+            return last
+        if still["metadata"].get("finalizers") or self._namespace_contents(key[1]):
+            return copy.deepcopy(still)
+        return self._remove(rtype, key, "Background")
+
+    def _after_delete(self, rtype: ResourceType, obj: Obj, propagation: str) -> None:
+        if propagation == "Orphan":
+            self._orphan(obj["metadata"]["uid"])
+        else:
+            self._collect_garbage(obj["metadata"]["uid"])
+        namespace = obj["metadata"].get("namespace")
+        if (
+            namespace
+            and self.namespace_phase(namespace) == "Terminating"
+            and not self._namespace_contents(namespace)
+        ):
+            ns_key = ("", namespace)
+            ns = self._objects[NAMESPACES_KEY][ns_key]
+            if not ns["metadata"].get("finalizers"):
+                self._remove(self._namespaces_type(), ns_key, "Background")
+
+    def _namespace_contents(self, namespace: str) -> list[tuple[Key, Key]]:
+        return [
+            (gr_key, obj_key)
+            for gr_key, objects in self._objects.items()
+            for obj_key in objects
+            if obj_key[0] == namespace
+        ]
+
+    def _empty_namespace(self, namespace: str) -> None:
+        for gr_key, obj_key in self._namespace_contents(namespace):
+            rtype = self._types.get(gr_key)
+            if obj_key not in self._objects[gr_key]:
+                continue  # collected as a dependent of an earlier one
+            if rtype is None:
+                rtype = self._unregistered_type(gr_key)
+            self.delete(rtype, obj_key[0], obj_key[1])
+
+    def _collect_garbage(self, owner_uid: str) -> None:
+        """Background propagation: delete every object whose ownerReferences name the owner."""
+        for gr_key, objects in list(self._objects.items()):
+            rtype = self._types.get(gr_key)
+            if rtype is None:
+                continue
+            for (ns, name), obj in list(objects.items()):
+                refs = obj["metadata"].get("ownerReferences") or []
+                if any(ref.get("uid") == owner_uid for ref in refs):
+                    with contextlib.suppress(NotFound):
+                        self.delete(rtype, ns, name)
+
+    def _orphan(self, owner_uid: str) -> None:
+        for gr_key, objects in list(self._objects.items()):
+            rtype = self._types.get(gr_key)
+            if rtype is None:
+                continue
+            for obj in list(objects.values()):
+                refs = obj["metadata"].get("ownerReferences") or []
+                if any(ref.get("uid") == owner_uid for ref in refs):
+                    new = copy.deepcopy(obj)
+                    kept = [ref for ref in refs if ref.get("uid") != owner_uid]
+                    if kept:
+                        new["metadata"]["ownerReferences"] = kept
+                    else:
+                        new["metadata"].pop("ownerReferences")
+                    self.update(rtype, new)
