@@ -12,6 +12,7 @@ import pytest
 pytest_plugins = [
     "tests.fixtures.nats",
     "tests.fixtures.prometheus",
+    "tests.fixtures.runtime",
     "tests.fixtures.services",
 ]
 

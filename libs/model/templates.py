@@ -73,6 +73,22 @@ class MetricTemplate(meta.Object, frozen=True):
     status: dict[str, Any] | None = None
 
 
+# Flagger's builtin APISIX checks (pkg/metrics/observers/apisix.go), as query templates. The
+# route label is "<namespace>_<apisixroute>_<rule>" (prefer_name), the generated canary route is
+# "<route>-<target>-canary"; latencies are in milliseconds.
+APISIX_BUILTIN_QUERIES: dict[str, str] = {
+    "request-success-rate": (
+        'sum(rate(apisix_http_status{route=~"{{ namespace }}_{{ route }}-{{ target }}-canary_.+",'
+        'code!~"5.."}[{{ interval }}])) / sum(rate(apisix_http_status{route=~"{{ namespace }}_'
+        '{{ route }}-{{ target }}-canary_.+"}[{{ interval }}])) * 100'
+    ),
+    "request-duration": (
+        'histogram_quantile(0.99, sum(rate(apisix_http_latency_bucket{type=~"request",'
+        'route=~"{{ namespace }}_{{ route }}-{{ target }}-canary_.+"}[{{ interval }}])) by (le))'
+    ),
+}
+
+
 def placeholders(query: str) -> list[str]:
     """Every ``{{ ... }}`` placeholder of a query, stripped, in order of appearance."""
     return _PLACEHOLDER.findall(query)

@@ -3,39 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
-import nats
 import pytest
 
-from libs import bus, errors, lifecycle, messages, metrics, settings, streams
-from tests.fixtures.nats import NatsServer
+from libs import bus, errors, lifecycle, messages, streams
 
 pytestmark = pytest.mark.integration
 
 CANARY = messages.CanaryRef(namespace="test", name="podinfo")
-
-
-@pytest.fixture
-async def runtime(nats_server: NatsServer) -> AsyncIterator[lifecycle.Runtime]:
-    nc = await nats.connect(nats_server.url)
-    js = nc.jetstream()
-    await streams.declare(js, streams=(streams.EVENTS,))
-    async with asyncio.TaskGroup() as tg:
-        rt = lifecycle.Runtime(
-            name="test",
-            settings=settings.ServiceSettings(nats_request_timeout_s=2.0),
-            nc=nc,
-            js=js,
-            metrics=metrics.create("test", "0"),
-            stopping=asyncio.Event(),
-            _tg=tg,
-        )
-        try:
-            yield rt
-        finally:
-            rt.stopping.set()
-    await nc.close()
 
 
 async def test_a_retried_event_is_stored_once(runtime: lifecycle.Runtime) -> None:

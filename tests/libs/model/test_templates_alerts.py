@@ -127,3 +127,20 @@ def test_apisix_route_canary_rule() -> None:
     assert rule.plugin_config_name == "common"
     assert route.canary_rule("nope") is None
     assert apisixroute.canary_route_name("podinfo", "podinfo") == "podinfo-podinfo-canary"
+
+
+def test_apisix_builtin_queries_render_flaggers_text_for_the_seed_canary() -> None:
+    seed = {"namespace": "test", "route": "podinfo", "target": "podinfo", "interval": "1m"}
+    rendered = {
+        name: templates.render_query(query, seed)
+        for name, query in templates.APISIX_BUILTIN_QUERIES.items()
+    }
+    assert sorted(rendered) == sorted(analysis.BUILTIN_METRICS)
+    assert rendered["request-success-rate"] == (
+        'sum(rate(apisix_http_status{route=~"test_podinfo-podinfo-canary_.+",code!~"5.."}[1m]))'
+        ' / sum(rate(apisix_http_status{route=~"test_podinfo-podinfo-canary_.+"}[1m])) * 100'
+    )
+    assert rendered["request-duration"] == (
+        'histogram_quantile(0.99, sum(rate(apisix_http_latency_bucket{type=~"request",'
+        'route=~"test_podinfo-podinfo-canary_.+"}[1m])) by (le))'
+    )

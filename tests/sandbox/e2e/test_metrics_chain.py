@@ -18,28 +18,20 @@ import math
 import pytest
 import yaml
 
+from libs.model import templates
 from tests.sandbox.e2e import support
 
 pytestmark = pytest.mark.e2e
 
-SUCCESS_RATE = (
-    'sum(rate(apisix_http_status{route=~"{{ namespace }}_{{ route }}-{{ target }}-canary_.+",code!~"5.."}[{{ interval }}]))'
-    " / "
-    'sum(rate(apisix_http_status{route=~"{{ namespace }}_{{ route }}-{{ target }}-canary_.+"}[{{ interval }}]))'
-    " * 100"
-)
-DURATION = (
-    'histogram_quantile(0.99, sum(rate(apisix_http_latency_bucket{type=~"request",'
-    'route=~"{{ namespace }}_{{ route }}-{{ target }}-canary_.+"}[{{ interval }}])) by (le))'
-)
+SUCCESS_RATE = templates.APISIX_BUILTIN_QUERIES["request-success-rate"]
+DURATION = templates.APISIX_BUILTIN_QUERIES["request-duration"]
 CANARY_ROUTE = "test_podinfo-podinfo-canary_podinfo"  # <namespace>_<apisixroute>_<rule>
 
 
 def render(template: str, interval: str = "1m") -> str:
+    """Fill a builtin query for the seed canary (test/podinfo) the way the analyzer does."""
     values = {"namespace": "test", "route": "podinfo", "target": "podinfo", "interval": interval}
-    for key, value in values.items():
-        template = template.replace("{{ " + key + " }}", value)
-    return template
+    return templates.render_query(template, values)
 
 
 def app(

@@ -15,6 +15,7 @@ import math
 import aiohttp
 import pytest
 
+from libs.model import templates
 from sandbox.gateway import Gateway
 from sandbox.kube.cluster import Cluster
 from tests.sandbox.gateway import objects
@@ -22,23 +23,14 @@ from tests.sandbox.gateway.support import Backend, KubeApi
 
 pytestmark = pytest.mark.integration
 
-SUCCESS_RATE = (
-    'sum(rate(apisix_http_status{route=~"{{ namespace }}_{{ route }}-{{ target }}-canary_.+",code!~"5.."}[{{ interval }}]))'
-    " / "
-    'sum(rate(apisix_http_status{route=~"{{ namespace }}_{{ route }}-{{ target }}-canary_.+"}[{{ interval }}]))'
-    " * 100"
-)
-DURATION = (
-    'histogram_quantile(0.99, sum(rate(apisix_http_latency_bucket{type=~"request",'
-    'route=~"{{ namespace }}_{{ route }}-{{ target }}-canary_.+"}[{{ interval }}])) by (le))'
-)
+SUCCESS_RATE = templates.APISIX_BUILTIN_QUERIES["request-success-rate"]
+DURATION = templates.APISIX_BUILTIN_QUERIES["request-duration"]
 
 
 def render(template: str, interval: str) -> str:
+    """Fill a builtin query for the seed canary (test/podinfo) the way the analyzer does."""
     values = {"namespace": "test", "route": "podinfo", "target": "podinfo", "interval": interval}
-    for key, value in values.items():
-        template = template.replace("{{ " + key + " }}", value)
-    return template
+    return templates.render_query(template, values)
 
 
 async def load(url: str, stop: asyncio.Event, concurrency: int = 8) -> None:
