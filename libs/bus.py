@@ -267,10 +267,11 @@ async def consume(
     handler: Callable[[T], Awaitable[Later | None]],
     *,
     batch: int = 10,
-    fetch_timeout_s: float = 2.0,
-    retry_delay_s: float = 5.0,
 ) -> None:
-    """Pull from a durable JetStream consumer until the service stops."""
+    """Pull from a durable JetStream consumer until the service stops (pull timeout and retry
+    delay are the ``SLUICE_FETCH_TIMEOUT_S`` / ``SLUICE_RETRY_DELAY_S`` settings)."""
+    fetch_timeout_s = rt.settings.fetch_timeout_s
+    retry_delay_s = rt.settings.retry_delay_s
     limiter = _Limiter(rt.settings.max_in_flight)
     name = consumer.filter_subject
     psub = await rt.js.pull_subscribe_bind(durable=consumer.durable, stream=consumer.stream)

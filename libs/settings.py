@@ -45,6 +45,8 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     shutdown_grace_s: float = 10.0  # finish in-flight work for at most this long
     hard_exit_s: float = 25.0  # then exit regardless (shorter than the pod's 30s grace)
     max_in_flight: int = 32  # messages handled at once per consumer
+    fetch_timeout_s: float = 2.0  # one JetStream pull waits at most this long for messages
+    retry_delay_s: float = 5.0  # a message whose handling failed temporarily comes back after this
 
     def __post_init__(self) -> None:
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):

@@ -11,8 +11,7 @@ from services.analyzer import handlers
 
 
 class Settings(settings.ServiceSettings, frozen=True, kw_only=True):
-    fetch_timeout_s: float = 2.0
-    retry_delay_s: float = 5.0
+    pass
 
 
 async def setup(rt: lifecycle.Runtime, cfg: Settings) -> None:
@@ -31,8 +30,6 @@ async def setup(rt: lifecycle.Runtime, cfg: Settings) -> None:
             streams.ANALYZER_TICKS,
             messages.TICK_DECODER,
             analyzer.on_tick,
-            fetch_timeout_s=cfg.fetch_timeout_s,
-            retry_delay_s=cfg.retry_delay_s,
         ),
     )
     rt.spawn(
@@ -42,7 +39,5 @@ async def setup(rt: lifecycle.Runtime, cfg: Settings) -> None:
             streams.ANALYZER_HINTS,
             messages.EVENT_DECODER,
             analyzer.on_hint,
-            fetch_timeout_s=cfg.fetch_timeout_s,
-            retry_delay_s=cfg.retry_delay_s,
         ),
     )

@@ -12,8 +12,7 @@ from services.notifier import handlers
 
 
 class Settings(settings.ServiceSettings, frozen=True, kw_only=True):
-    fetch_timeout_s: float = 2.0
-    retry_delay_s: float = 5.0
+    pass
 
 
 async def setup(rt: lifecycle.Runtime, cfg: Settings) -> None:
@@ -31,7 +30,5 @@ async def setup(rt: lifecycle.Runtime, cfg: Settings) -> None:
             streams.NOTIFIER_EVENTS,
             messages.EVENT_DECODER,
             notifier.on_event,
-            fetch_timeout_s=cfg.fetch_timeout_s,
-            retry_delay_s=cfg.retry_delay_s,
         ),
     )

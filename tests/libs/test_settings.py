@@ -6,14 +6,14 @@ from libs import errors, settings
 
 
 class Example(settings.ServiceSettings, frozen=True, kw_only=True):
-    retry_delay_s: float = 5.0
+    reconcile_every_s: float = 5.0
     enabled: bool = True
 
 
 def test_defaults_without_environment() -> None:
     cfg = settings.from_env(Example, {})
     assert cfg.nats_url == "nats://127.0.0.1:4222"
-    assert cfg.retry_delay_s == 5.0
+    assert cfg.reconcile_every_s == 5.0
 
 
 def test_values_are_converted_from_strings() -> None:
@@ -21,19 +21,22 @@ def test_values_are_converted_from_strings() -> None:
         Example,
         {
             "SLUICE_HEALTH_PORT": "8081",
-            "SLUICE_RETRY_DELAY_S": "0.5",
+            "SLUICE_RECONCILE_EVERY_S": "0.5",
             "SLUICE_ENABLED": "false",
             "OTHER": "x",
         },
     )
-    assert (cfg.health_port, cfg.retry_delay_s, cfg.enabled) == (8081, 0.5, False)
+    assert (cfg.health_port, cfg.reconcile_every_s, cfg.enabled) == (8081, 0.5, False)
 
 
 @pytest.mark.parametrize(
     ("env", "message"),
     [
         ({"SLUICE_HEALTH_PORT": "abc"}, 'SLUICE_HEALTH_PORT: expected an integer, got "abc"'),
-        ({"SLUICE_RETRY_DELAY_S": "soon"}, 'SLUICE_RETRY_DELAY_S: expected a number, got "soon"'),
+        (
+            {"SLUICE_RECONCILE_EVERY_S": "soon"},
+            'SLUICE_RECONCILE_EVERY_S: expected a number, got "soon"',
+        ),
         ({"SLUICE_ENABLED": "maybe"}, 'SLUICE_ENABLED: expected true or false, got "maybe"'),
         ({"SLUICE_HEALTH_PORT": "70000"}, "SLUICE_HEALTH_PORT: expected 0..65535, got 70000"),
         ({"SLUICE_LOG_FORMAT": "xml"}, 'SLUICE_LOG_FORMAT: expected "text" or "json", got \'xml\''),
