@@ -24,6 +24,7 @@ import time
 
 import msgspec
 
+from libs import errors, logs
 from libs.model import analysis
 from libs.model import canary as canary_model
 
@@ -47,34 +48,72 @@ QUEUE_WEBHOOK_RUNNER = "webhook-runner"
 HEADER_CORRELATION_ID = "Sluice-Correlation-Id"
 HEADER_MSG_ID = "Nats-Msg-Id"  # JetStream de-duplication uses this one
 
+DEAD_PREFIX = "sluice.dead"
+DEAD_ALL = f"{DEAD_PREFIX}.>"
+
+# Headers of a dead-lettered message (its payload is the original, byte for byte).
+HEADER_DEAD_REASON = "Sluice-Dead-Reason"  # undecodable | permanent | exhausted
+HEADER_DEAD_SUBJECT = "Sluice-Dead-Subject"  # the subject it was consumed from
+HEADER_DEAD_CONSUMER = "Sluice-Dead-Consumer"  # <stream>/<durable>
+HEADER_DEAD_ERROR = "Sluice-Dead-Error"  # why, clipped
+HEADER_DEAD_DELIVERIES = "Sluice-Dead-Deliveries"  # how often it was tried
+# Failed handlings of a tick so far (a tick's delivery count also grows with every reschedule).
+HEADER_FAILURES = "Sluice-Failures"
+HEADER_NOT_BEFORE_MS = "Sluice-Not-Before-Ms"  # a retried copy waits until this time
+
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
 
+# The longest subject token Sluice builds: Kubernetes namespaces are DNS labels (63), object
+# names DNS subdomains (253). A longer name cannot come from a real object, and a subject built
+# from an unbounded one could exceed the server's control line, which closes the connection.
+MAX_NAMESPACE = 63
+MAX_NAME = 253
+MAX_KIND = 63
 
-def _token(value: str, what: str) -> str:
+
+def _token(value: str, what: str, limit: int) -> str:
     """A subject token: Kubernetes names are DNS labels, so they never contain dots."""
+    if len(value) > limit:
+        raise errors.InvalidInput(
+            f"{what} {logs.clip(repr(value), 80)} is {len(value)} characters long; "
+            f"expected at most {limit}",
+            path=what,
+            expected=f"at most {limit} characters",
+        )
     if not _TOKEN.match(value):
-        raise ValueError(f"{what} {value!r} cannot be a subject token (expected [A-Za-z0-9_-]+)")
+        raise errors.InvalidInput(
+            f"{what} {logs.clip(repr(value), 80)} cannot be a subject token "
+            "(expected [A-Za-z0-9_-]+)",
+            path=what,
+            expected="[A-Za-z0-9_-]+",
+        )
     return value
 
 
+def _canary_tokens(namespace: str, canary: str) -> str:
+    return f"{_token(namespace, 'namespace', MAX_NAMESPACE)}.{_token(canary, 'canary', MAX_NAME)}"
+
+
 def event_subject(namespace: str, canary: str, kind: str) -> str:
-    return (
-        f"{EVENTS_PREFIX}.{_token(namespace, 'namespace')}.{_token(canary, 'canary')}."
-        f"{_token(kind, 'kind')}"
-    )
+    return f"{EVENTS_PREFIX}.{_canary_tokens(namespace, canary)}.{_token(kind, 'kind', MAX_KIND)}"
 
 
 def tick_subject(namespace: str, canary: str) -> str:
-    return f"{TICKS_PREFIX}.{_token(namespace, 'namespace')}.{_token(canary, 'canary')}"
+    return f"{TICKS_PREFIX}.{_canary_tokens(namespace, canary)}"
 
 
 def delivery_subject(namespace: str, canary: str) -> str:
-    return f"{DELIVERIES_PREFIX}.{_token(namespace, 'namespace')}.{_token(canary, 'canary')}"
+    return f"{DELIVERIES_PREFIX}.{_canary_tokens(namespace, canary)}"
+
+
+def dead_subject(durable: str) -> str:
+    """Where a consumer's dead letters go (``SLUICE_DEAD``)."""
+    return f"{DEAD_PREFIX}.{_token(durable, 'durable', MAX_KIND)}"
 
 
 def workload_key(namespace: str, name: str) -> str:
     """Key of a workload in the ``sluice_workloads`` KV bucket."""
-    return f"{_token(namespace, 'namespace')}.{_token(name, 'name')}"
+    return f"{_token(namespace, 'namespace', MAX_NAMESPACE)}.{_token(name, 'name', MAX_NAME)}"
 
 
 def now_ms() -> int:
@@ -213,6 +252,16 @@ class Terminated(EventBase, frozen=True, kw_only=True, tag="terminated"):
     """ "Terminated canary <target>.<ns>" (revertOnDeletion)."""
 
 
+class DeadLettered(EventBase, frozen=True, kw_only=True, tag="dead_lettered"):
+    """A message about this canary was given up on and moved to ``SLUICE_DEAD`` (a warning:
+    for a tick, the canary's analysis waits until a new revision or a retry wakes it up)."""
+
+    subject: str  # where the message was consumed from
+    reason: str  # undecodable | permanent | exhausted
+    error: str
+    deliveries: int = 0
+
+
 Event = (
     RevisionDetected
     | PhaseChanged
@@ -229,6 +278,7 @@ Event = (
     | RolledBack
     | WebhookFailed
     | Terminated
+    | DeadLettered
 )
 
 

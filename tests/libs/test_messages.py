@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from libs import messages, schemas
+from libs import errors, messages, schemas
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 CANARY = messages.CanaryRef(namespace="test", name="podinfo")
@@ -24,9 +24,27 @@ def test_subjects_are_built_from_tokens() -> None:
 
 
 @pytest.mark.parametrize("bad", ["", "a.b", "a b", "a*", "a>"])
-def test_a_name_that_would_break_a_subject_is_refused(bad: str) -> None:
-    with pytest.raises(ValueError, match="cannot be a subject token"):
+def test_a_name_that_would_break_a_subject_is_refused_as_permanent_input(bad: str) -> None:
+    with pytest.raises(errors.InvalidInput, match="cannot be a subject token") as info:
         messages.event_subject("test", bad, "halted")
+    assert not info.value.temporary  # retrying the same name cannot help
+
+
+def test_names_are_held_to_kubernetes_limits() -> None:
+    # the longest names a real cluster can have still make subjects ...
+    subject = messages.event_subject("n" * 63, "c" * 253, "revision_detected")
+    assert len(subject) < 400
+    assert messages.tick_subject("n" * 63, "c" * 253).endswith("c" * 253)
+    # ... one character more is refused before anything is published, with a short message
+    with pytest.raises(
+        errors.InvalidInput, match=r"namespace .* is 64 characters long; expected at most 63"
+    ):
+        messages.tick_subject("n" * 64, "podinfo")
+    with pytest.raises(
+        errors.InvalidInput, match="is 5000 characters long; expected at most 253"
+    ) as info:
+        messages.tick_subject("test", "c" * 5000)
+    assert len(str(info.value)) < 200
 
 
 def test_every_event_kind_round_trips_through_the_union_decoder() -> None:
@@ -58,6 +76,14 @@ def test_every_event_kind_round_trips_through_the_union_decoder() -> None:
             canary=CANARY, webhook="post", type=messages.WebhookType.POST_ROLLOUT, error="500"
         ),
         messages.Terminated(canary=CANARY),
+        messages.DeadLettered(
+            canary=CANARY,
+            severity=messages.Severity.WARN,
+            subject="sluice.tick.test.podinfo",
+            reason="exhausted",
+            error="Unavailable: Prometheus is down",
+            deliveries=10,
+        ),
     ]
     kinds = {messages.event_kind(e) for e in events}
     assert len(kinds) == len(events)  # every class has its own tag

@@ -19,6 +19,8 @@ CANARY = messages.CanaryRef(namespace="test", name="podinfo")
         ("http://flagger-loadtester.test/", "http://flagger-loadtester.test"),
         ("http://127.0.0.1:8080/gate?token=x", "http://127.0.0.1:8080/…"),
         ("not a url", "<redacted>"),
+        ("http://[::1/hook?token=SECRET", "<unparseable url>"),
+        ("http://h:99999/hook?token=SECRET", "<unparseable url>"),
     ],
 )
 def test_redact_url_never_shows_paths_or_queries(url: str, shown: str) -> None:
