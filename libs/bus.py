@@ -1,28 +1,26 @@
-"""Typed publish, request and consume on NATS, with bounded concurrency and poison handling.
+"""Typed publish and request on NATS, and what the consuming sides share.
 
-Handlers receive decoded ``msgspec.Struct`` values, never bytes or dicts. A message that does
-not decode is logged with its subject and the reason, counted in
-``sluice_messages_rejected_total``, and terminated (JetStream ``term``, or a ``CommandFailed``
-reply for a command) — it is never redelivered forever and never stops the service.
+Three modules make the bus, one direction each:
 
-Handler outcomes on JetStream consumers:
-    returns None            ack
-    returns Later(delay)    nak with that delay (e.g. re-schedule a tick)
-    raises TemporaryError   nak with ``retry_delay_s``
-    raises PermanentError   term
-    raises anything else    logged with traceback, nak with ``retry_delay_s``
+    bus         publish (events, ticks), request (commands), nats-py errors → ``libs.errors``,
+                bounded concurrency, rejection counting
+    serving     answer commands: ``serving.serve_requests`` (request/reply in a queue group)
+    consuming   pull from JetStream: ``consuming.consume`` with poison handling, bounded
+                retries and the dead-letter stream
+
+Nothing that arrives from the bus may stop a service or cut it off NATS: subjects are checked
+before publishing (a subject longer than the server's control line would make it close the
+connection), and every value a log line or an error text quotes is clipped (``logs.clip``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import hashlib
 import logging
-import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 import msgspec
@@ -30,29 +28,43 @@ import nats.errors
 import nats.js.errors
 from nats.aio.msg import Msg
 
-from libs import errors, logs, messages, streams
+from libs import errors, logs, messages
 from libs.lifecycle import Runtime
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-
-@dataclasses.dataclass(frozen=True)
-class Later:
-    """Handler result: redeliver this message after ``delay_s`` seconds."""
-
-    delay_s: float
+# Well below the server's 4 KiB control line, which holds the subject, the reply subject and
+# the sizes; NATS closes a connection that sends a longer one. Sluice's own subjects stay under
+# 400 characters (``messages`` holds names to Kubernetes' limits).
+MAX_SUBJECT_CHARS = 1024
 
 
-def _headers(msg_id: str | None = None, correlation_id: str | None = None) -> dict[str, str]:
+def check_subject(subject: str, what: str = "subject") -> str:
+    """Refuse, as permanent input, a subject the server would answer by closing the connection."""
+    if len(subject) > MAX_SUBJECT_CHARS:
+        raise errors.InvalidInput(
+            f"{what} {logs.clip(subject, 80)!r} is {len(subject)} characters long; "
+            f"expected at most {MAX_SUBJECT_CHARS}",
+            path=what,
+            expected=f"at most {MAX_SUBJECT_CHARS} characters",
+        )
+    if not subject or any(c in subject for c in " \t\r\n"):
+        raise errors.InvalidInput(
+            f"{what} {logs.clip(subject, 80)!r} is not a NATS subject", path=what
+        )
+    return subject
+
+
+def headers(msg_id: str | None = None, correlation_id: str | None = None) -> dict[str, str]:
     return {
         messages.HEADER_MSG_ID: msg_id or uuid.uuid4().hex,
         messages.HEADER_CORRELATION_ID: correlation_id or uuid.uuid4().hex,
     }
 
 
-def _context(msg: Msg) -> dict[str, str]:
+def context(msg: Msg) -> dict[str, str]:
     headers = msg.headers or {}
     return {
         "subject": msg.subject,
@@ -96,6 +108,7 @@ async def publish(
     correlation_id: str | None = None,
 ) -> None:
     """Append a typed value to the stream that owns ``subject``."""
+    check_subject(subject)
     payload = messages.ENCODER.encode(value)
     timeout_s = rt.settings.nats_request_timeout_s
     with nats_errors(f"publishing to {subject}", timeout_s):
@@ -103,7 +116,7 @@ async def publish(
             subject,
             payload,
             timeout=timeout_s,
-            headers=_headers(msg_id or content_id(payload), correlation_id),
+            headers=headers(msg_id or content_id(payload), correlation_id),
         )
 
 
@@ -126,119 +139,112 @@ async def request(
     correlation_id: str | None = None,
 ) -> messages.Reply:
     """Send a command and decode the typed reply; no responder or no answer is temporary."""
+    check_subject(subject)
     with nats_errors(f"request on {subject}", command.timeout_s):
         msg = await rt.nc.request(
             subject,
             messages.ENCODER.encode(command),
             timeout=command.timeout_s,
-            headers=_headers(correlation_id=correlation_id),
+            headers=headers(correlation_id=correlation_id),
         )
     try:
         return messages.REPLY_DECODER.decode(msg.data)
-    except msgspec.DecodeError as exc:
-        raise errors.InvalidInput(f"undecodable reply on {subject}: {exc}") from exc
+    except Exception as exc:  # any failure to decode (even RecursionError) is a bad reply
+        raise errors.InvalidInput(f"undecodable reply on {subject}: {logs.clip(str(exc))}") from exc
 
 
-# ----------------------------------------------------------------------------- consuming
+# ----------------------------------------------------------------------------- shared by consumers
 
 
-class _Limiter:
-    """At most ``limit`` handlers at once; tracks them so shutdown can wait for them."""
+def decode(decoder: msgspec.json.Decoder[T], data: bytes) -> T:
+    """Decode a payload; every failure, whatever its type, is a permanent ``InvalidInput``.
+
+    msgspec raises ``DecodeError`` / ``ValidationError`` for bad input but ``RecursionError``
+    for deeply nested JSON, even inside fields it ignores; a consumer must treat all of them as
+    a poison message, never as a crash."""
+    try:
+        return decoder.decode(data)
+    except Exception as exc:
+        detail = str(exc) if isinstance(exc, msgspec.MsgspecError) else type(exc).__name__
+        raise errors.InvalidInput(logs.clip(detail or type(exc).__name__)) from exc
+
+
+class Limiter:
+    """At most ``limit`` handlers at once; tracks them so shutdown can wait for them, and
+    cancels the ones still running when that wait is itself cancelled (grace period over)."""
 
     def __init__(self, limit: int) -> None:
-        self._sem = asyncio.Semaphore(limit)
+        self.limit = limit
         self._tasks: set[asyncio.Task[None]] = set()
+        self._freed = asyncio.Event()
 
-    async def run(self, coro_fn: Callable[[], Awaitable[None]], name: str) -> None:
-        await self._sem.acquire()
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
 
-        async def wrapped() -> None:
+    @property
+    def free(self) -> int:
+        return self.limit - len(self._tasks)
+
+    async def wait_for_slot(self, stopping: asyncio.Event) -> bool:
+        """Wait until a slot is free (True) or the service stops (False)."""
+        while self.free <= 0 and not stopping.is_set():
+            self._freed.clear()
+            freed = asyncio.ensure_future(self._freed.wait())
+            stop = asyncio.ensure_future(stopping.wait())
             try:
-                await coro_fn()
+                await asyncio.wait({freed, stop}, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                self._sem.release()
+                freed.cancel()
+                stop.cancel()
+        return not stopping.is_set()
 
-        task = asyncio.create_task(wrapped(), name=name)
+    def start(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        """Run ``coro`` as a tracked task (callers make sure a slot is ``free``)."""
+        task = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._done)
 
-    async def drain(self) -> None:
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._freed.set()
+
+    async def drain(self, *, cancel: bool = False) -> None:
+        """Wait for every handler (or cancel them at once with ``cancel``); if this wait is
+        itself cancelled — the grace period is over — the handlers are cancelled too."""
+        running = list(self._tasks)
+        if not running:
+            return
+        if not cancel:
+            try:
+                await asyncio.gather(*running, return_exceptions=True)
+                return
+            except asyncio.CancelledError:
+                await self._cancel(running)
+                raise
+        await self._cancel(running)
+
+    @staticmethod
+    async def _cancel(running: list[asyncio.Task[None]]) -> None:
+        unfinished = [task for task in running if not task.done()]
+        for task in unfinished:
+            task.cancel()
+        if unfinished:
+            log.warning(
+                "cancelled %d handler(s) still running after the grace period", len(unfinished)
+            )
+            await asyncio.gather(*unfinished, return_exceptions=True)
 
 
 def reject(rt: Runtime, msg: Msg, subscription: str, reason: str, detail: str) -> None:
     """Log and count a message that will not be processed (call after it was settled)."""
     rt.metrics.rejected.labels(subject=subscription, reason=reason).inc()
-    logs.ContextAdapter(log, _context(msg)).warning("rejected message (%s): %s", reason, detail)
+    logs.ContextAdapter(log, context(msg)).warning(
+        "rejected message (%s): %s", reason, logs.clip(detail)
+    )
 
 
-async def serve_requests(
-    rt: Runtime,
-    subject: str,
-    queue: str,
-    decoder: msgspec.json.Decoder[T],
-    handler: Callable[[T], Awaitable[messages.Reply]],
-) -> None:
-    """Answer commands on ``subject`` as one member of ``queue`` until the service stops."""
-    sub = await rt.nc.subscribe(subject, queue=queue)
-    limiter = _Limiter(rt.settings.max_in_flight)
-
-    async def handle(msg: Msg) -> None:
-        ctx = logs.ContextAdapter(log, _context(msg))
-        started = time.perf_counter()
-        reply: messages.Reply
-        try:
-            command = decoder.decode(msg.data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            reject(rt, msg, subject, "undecodable", str(exc))
-            reply = messages.CommandFailed(error=f"invalid command: {exc}", temporary=False)
-        else:
-            try:
-                timeout_s = getattr(command, "timeout_s", rt.settings.nats_request_timeout_s)
-                async with asyncio.timeout(timeout_s):
-                    reply = await handler(command)
-            except TimeoutError:
-                # the requester has given up by now; free the slot and say so
-                rt.metrics.failed.labels(subject=subject, decision="temporary").inc()
-                ctx.warning("command did not finish within its timeout of %.1fs", timeout_s)
-                reply = messages.CommandFailed(
-                    canary=getattr(command, "canary", None),
-                    error=f"did not finish within {timeout_s}s",
-                    temporary=True,
-                )
-            except errors.SluiceError as exc:
-                rt.metrics.failed.labels(
-                    subject=subject, decision="temporary" if exc.temporary else "permanent"
-                ).inc()
-                ctx.warning("command failed: %s", exc)
-                reply = messages.CommandFailed(
-                    canary=getattr(command, "canary", None), error=str(exc), temporary=exc.temporary
-                )
-            except Exception as exc:
-                rt.metrics.failed.labels(subject=subject, decision="temporary").inc()
-                ctx.exception("command handler crashed")
-                reply = messages.CommandFailed(
-                    canary=getattr(command, "canary", None),
-                    error=f"internal error: {type(exc).__name__}: {exc}",
-                    temporary=True,
-                )
-        rt.metrics.handled.labels(subject=subject).observe(time.perf_counter() - started)
-        if msg.reply:
-            with contextlib.suppress(nats.errors.Error):
-                await msg.respond(messages.ENCODER.encode(reply))
-
-    try:
-        async for msg in _until_stopping(rt, sub.messages):
-            rt.metrics.received.labels(subject=subject).inc()
-            await limiter.run(lambda msg=msg: handle(msg), name=f"{rt.name}:{subject}")  # type: ignore[misc]
-    finally:
-        with contextlib.suppress(nats.errors.Error):
-            await sub.unsubscribe()
-        await limiter.drain()
-
-
-async def _until_stopping(rt: Runtime, source: Any) -> Any:
+async def until_stopping(rt: Runtime, source: Any) -> AsyncIterator[Any]:
     """Iterate an async iterator of messages until the runtime starts stopping."""
     iterator = source.__aiter__()
     stop = asyncio.ensure_future(rt.stopping.wait())
@@ -260,85 +266,7 @@ async def _until_stopping(rt: Runtime, source: Any) -> Any:
         stop.cancel()
 
 
-async def consume(
-    rt: Runtime,
-    consumer: streams.Consumer,
-    decoder: msgspec.json.Decoder[T],
-    handler: Callable[[T], Awaitable[Later | None]],
-    *,
-    batch: int = 10,
-) -> None:
-    """Pull from a durable JetStream consumer until the service stops (pull timeout and retry
-    delay are the ``SLUICE_FETCH_TIMEOUT_S`` / ``SLUICE_RETRY_DELAY_S`` settings)."""
-    fetch_timeout_s = rt.settings.fetch_timeout_s
-    retry_delay_s = rt.settings.retry_delay_s
-    limiter = _Limiter(rt.settings.max_in_flight)
-    name = consumer.filter_subject
-    psub = await rt.js.pull_subscribe_bind(durable=consumer.durable, stream=consumer.stream)
-
-    async def handle(msg: Msg) -> None:
-        ctx = logs.ContextAdapter(log, _context(msg))
-        started = time.perf_counter()
-        try:
-            value = decoder.decode(msg.data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            await _settle(msg.term())
-            reject(rt, msg, name, "undecodable", str(exc))
-            return
-        try:
-            outcome = await handler(value)
-        except errors.SluiceError as exc:
-            decision = "temporary" if exc.temporary else "permanent"
-            rt.metrics.failed.labels(subject=name, decision=decision).inc()
-            ctx.warning("handling failed (%s): %s", decision, exc)
-            await _settle(msg.nak(delay=retry_delay_s) if exc.temporary else msg.term())
-        except Exception:
-            rt.metrics.failed.labels(subject=name, decision="temporary").inc()
-            ctx.exception("handler crashed; message will be redelivered")
-            await _settle(msg.nak(delay=retry_delay_s))
-        else:
-            await _settle(msg.nak(delay=outcome.delay_s) if outcome else msg.ack())
-        finally:
-            rt.metrics.handled.labels(subject=name).observe(time.perf_counter() - started)
-
-    try:
-        while not rt.stopping.is_set():
-            if not rt.nc.is_connected:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(
-                        rt.stopping.wait(), timeout=rt.settings.nats_reconnect_wait_s
-                    )
-                continue
-            fetching = asyncio.ensure_future(psub.fetch(batch, timeout=fetch_timeout_s))
-            stopping = asyncio.ensure_future(rt.stopping.wait())
-            await asyncio.wait({fetching, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            stopping.cancel()
-            if not fetching.done():  # stop now: a pending pull is simply abandoned
-                fetching.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await fetching
-                break
-            try:
-                msgs = fetching.result()
-            except nats.errors.TimeoutError:
-                continue
-            except (nats.errors.Error, nats.js.errors.Error) as exc:
-                log.debug("fetch from %s failed: %s", consumer.durable, exc)
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(
-                        rt.stopping.wait(), timeout=rt.settings.nats_reconnect_wait_s
-                    )
-                continue
-            for msg in msgs:
-                rt.metrics.received.labels(subject=name).inc()
-                await limiter.run(lambda msg=msg: handle(msg), name=f"{rt.name}:{consumer.durable}")  # type: ignore[misc]
-    finally:
-        await limiter.drain()
-        with contextlib.suppress(nats.errors.Error):
-            await psub.unsubscribe()
-
-
-async def _settle(ack: Awaitable[None]) -> None:
+async def settle(ack: Awaitable[None]) -> None:
     """Ack/nak/term are best effort: if the bus is gone, the message is redelivered anyway."""
     with contextlib.suppress(nats.errors.Error, nats.js.errors.Error):
         await ack

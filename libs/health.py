@@ -1,6 +1,7 @@
 """The HTTP side every service has: ``/healthz``, ``/readyz`` and ``/metrics``.
 
-``/healthz`` answers 200 while the process runs its loops; ``/readyz`` answers 200 only while
+``/healthz`` answers 200 while the process runs its loops (503 once the NATS connection is
+closed for good, which also stops the service); ``/readyz`` answers 200 only while
 NATS is connected and start-up finished (so a Kubernetes Service stops sending to a replica
 that lost the bus) and every extra check a service added (``checks``: each returns None when
 fine, else the reason, e.g. the watcher's "Kubernetes: ... unreachable"); ``/metrics`` is the
@@ -25,6 +26,7 @@ class HealthState:
     started: bool = False
     stopping: bool = False
     nats_connected: Callable[[], bool] = lambda: False
+    nats_closed: Callable[[], bool] = lambda: False  # closed for good: no reconnect comes
     checks: list[Callable[[], str | None]] = dataclasses.field(default_factory=list)
 
     def ready(self) -> tuple[bool, str]:
@@ -69,6 +71,8 @@ class HealthServer:
             self._runner = None
 
     async def _healthz(self, _: web.Request) -> web.Response:
+        if self.state.started and not self.state.stopping and self.state.nats_closed():
+            return web.json_response({"status": "NATS connection closed"}, status=503)
         return web.json_response({"status": "ok"})
 
     async def _readyz(self, _: web.Request) -> web.Response:

@@ -10,7 +10,10 @@
              ``hard_exit_s`` ends the process if any of this hangs
 
 NATS reconnects forever in the background; while it is away ``/readyz`` answers 503 and the
-consumers wait instead of failing.
+consumers wait instead of failing. If nats-py closes the connection for good (it does on any
+protocol error the server sends, such as "maximum control line exceeded"), the service never
+lingers as a live process that no longer works: ``/healthz`` turns 503 and the service stops
+with exit code 1, so its process manager starts it afresh.
 """
 
 from __future__ import annotations
@@ -87,10 +90,22 @@ async def connect_nats(
     state: health.HealthState,
     bus_metrics: metrics.BusMetrics,
     stop: asyncio.Event,
+    lost: asyncio.Event | None = None,
 ) -> Client:
-    """Connect, retrying (also the first connection) until it works or the service must stop."""
+    """Connect, retrying (also the first connection) until it works or the service must stop.
+
+    ``lost`` is set when the client closes the connection for good while the service is not
+    stopping (it then no longer reconnects)."""
     nc = Client()
     last_warning = 0.0
+
+    async def closed() -> None:
+        if not stop.is_set() and state.started and lost is not None:
+            log.error(
+                "the NATS connection was closed and will not reconnect (last error: %s)",
+                logs.clip(str(nc.last_error or "none")),
+            )
+            lost.set()
 
     async def disconnected() -> None:
         if not (stop.is_set() or nc.is_closed or nc.is_draining):
@@ -108,6 +123,7 @@ async def connect_nats(
             log.warning("NATS at %s: %s", cfg.nats_url, exc or type(exc).__name__)
 
     state.nats_connected = lambda: nc.is_connected
+    state.nats_closed = lambda: nc.is_closed
     connecting = asyncio.ensure_future(
         nc.connect(
             servers=[cfg.nats_url],
@@ -119,6 +135,7 @@ async def connect_nats(
             allow_reconnect=True,
             disconnected_cb=disconnected,
             reconnected_cb=reconnected,
+            closed_cb=closed,
             error_cb=error,
             drain_timeout=int(max(1, cfg.shutdown_grace_s)),
         )
@@ -179,8 +196,9 @@ async def serve(name: str, cfg: settings.ServiceSettings, setup: Setup) -> int:
     exit_code = 0
     nc: Client | None = None
     runtime: Runtime | None = None
+    lost = asyncio.Event()
     try:
-        nc = await connect_nats(cfg, name, state, bus_metrics, stop)
+        nc = await connect_nats(cfg, name, state, bus_metrics, stop, lost)
         stopping = asyncio.Event()
         async with asyncio.TaskGroup() as tg:
             runtime = Runtime(
@@ -194,6 +212,7 @@ async def serve(name: str, cfg: settings.ServiceSettings, setup: Setup) -> int:
                 health=state,
             )
             stopped = tg.create_task(stop.wait(), name=f"{name}:signals")
+            lost_bus = tg.create_task(lost.wait(), name=f"{name}:nats-closed")
             starting = tg.create_task(setup(runtime), name=f"{name}:setup")
             await asyncio.wait({stopped, starting}, return_when=asyncio.FIRST_COMPLETED)
             if starting.done():
@@ -201,9 +220,13 @@ async def serve(name: str, cfg: settings.ServiceSettings, setup: Setup) -> int:
                 state.started = True
                 log.info("%s %s ready", name, version())
                 roots = set(runtime._roots)
-                # wake up when told to stop, or when any root task ends (which is a failure)
-                await asyncio.wait({stopped, *roots}, return_when=asyncio.FIRST_COMPLETED)
-                if not stop.is_set():
+                # wake up when told to stop, or when any root task ends or the bus is gone for
+                # good (both failures: the process manager restarts the service)
+                await asyncio.wait({stopped, lost_bus, *roots}, return_when=asyncio.FIRST_COMPLETED)
+                if lost.is_set():
+                    log.error("stopping: without NATS this service cannot work")
+                    exit_code = 1
+                elif not stop.is_set():
                     log.error("a root task ended unexpectedly; stopping")
                     exit_code = 1
             else:
@@ -215,6 +238,7 @@ async def serve(name: str, cfg: settings.ServiceSettings, setup: Setup) -> int:
             state.stopping = True
             stopping.set()
             stopped.cancel()
+            lost_bus.cancel()
             _done, pending = (
                 await asyncio.wait(roots, timeout=cfg.shutdown_grace_s) if roots else (set(), set())
             )

@@ -20,6 +20,8 @@ class BusMetrics:
     rejected: prom.Counter
     handled: prom.Histogram
     failed: prom.Counter
+    dead_lettered: prom.Counter
+    reply_failures: prom.Counter
     nats_connected: prom.Gauge
     nats_reconnects: prom.Counter
 
@@ -52,6 +54,18 @@ def create(service: str, version: str) -> BusMetrics:
             "sluice_message_failures_total",
             "Messages whose handler failed, by retry decision",
             ["subject", "decision"],
+            registry=registry,
+        ),
+        dead_lettered=prom.Counter(
+            "sluice_messages_dead_lettered_total",
+            "Messages moved to the SLUICE_DEAD stream, by consumer subject and reason",
+            ["subject", "reason"],
+            registry=registry,
+        ),
+        reply_failures=prom.Counter(
+            "sluice_reply_failures_total",
+            "Command replies that could not be sent as they were (too large, unsendable)",
+            ["subject", "reason"],
             registry=registry,
         ),
         nats_connected=prom.Gauge(

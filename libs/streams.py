@@ -29,6 +29,7 @@ class Stream:
     max_age_s: float = 7 * DAY_S
     duplicate_window_s: float = 120.0
     max_msgs_per_subject: int = -1
+    max_bytes: int = -1  # -1: unlimited; else the oldest messages are discarded
 
     def config(self) -> api.StreamConfig:
         return api.StreamConfig(
@@ -39,6 +40,8 @@ class Stream:
             max_age=self.max_age_s,
             duplicate_window=self.duplicate_window_s,
             max_msgs_per_subject=self.max_msgs_per_subject,
+            max_bytes=self.max_bytes,
+            discard=api.DiscardPolicy.OLD,
         )
 
 
@@ -50,6 +53,10 @@ class Consumer:
     ack_wait_s: float = 30.0
     max_deliver: int = 10
     max_ack_pending: int = 1000
+    # Handlers re-schedule these messages (``consuming.Later``), so the delivery count says
+    # nothing about failures and max_deliver is -1: failures are counted in a header of a
+    # retried copy instead, up to the ``SLUICE_MAX_FAILURES`` setting.
+    reschedules: bool = False
 
     def config(self) -> api.ConsumerConfig:
         return api.ConsumerConfig(
@@ -89,13 +96,26 @@ TICKS = Stream(
     max_msgs_per_subject=1,  # one pending tick per canary
 )
 
+# Messages a consumer gave up on, with the reason in headers; kept for a week to be read and
+# replayed by people (see docs/operations.md). Oldest first out past 1 GiB.
+DEAD = Stream(
+    name="SLUICE_DEAD",
+    subjects=(messages.DEAD_ALL,),
+    max_age_s=7 * DAY_S,
+    max_bytes=1 << 30,
+)
+
 WORKLOADS = Bucket(name="sluice_workloads", description="watcher: workload readiness and revision")
 
 NOTIFIER_EVENTS = Consumer(
     stream=EVENTS.name, durable="notifier", filter_subject=messages.EVENTS_ALL
 )
 ANALYZER_TICKS = Consumer(
-    stream=TICKS.name, durable="analyzer", filter_subject=messages.TICKS_ALL, max_deliver=-1
+    stream=TICKS.name,
+    durable="analyzer",
+    filter_subject=messages.TICKS_ALL,
+    max_deliver=-1,
+    reschedules=True,
 )
 ANALYZER_HINTS = Consumer(
     stream=EVENTS.name,

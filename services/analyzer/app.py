@@ -6,7 +6,7 @@ wake-up hints (``revision_detected`` events) from ``SLUICE_EVENTS``.
 
 from __future__ import annotations
 
-from libs import bus, lifecycle, messages, settings, streams
+from libs import consuming, lifecycle, messages, settings, streams
 from services.analyzer import handlers
 
 
@@ -17,7 +17,7 @@ class Settings(settings.ServiceSettings, frozen=True, kw_only=True):
 async def setup(rt: lifecycle.Runtime, cfg: Settings) -> None:
     await streams.declare(
         rt.js,
-        streams=(streams.EVENTS, streams.TICKS),
+        streams=(streams.EVENTS, streams.TICKS, streams.DEAD),
         consumers=(streams.ANALYZER_TICKS, streams.ANALYZER_HINTS),
         buckets=(streams.WORKLOADS,),
         timeout_s=cfg.nats_request_timeout_s,
@@ -25,19 +25,21 @@ async def setup(rt: lifecycle.Runtime, cfg: Settings) -> None:
     analyzer = handlers.Analyzer(rt)
     rt.spawn(
         "ticks",
-        bus.consume(
+        consuming.consume(
             rt,
             streams.ANALYZER_TICKS,
             messages.TICK_DECODER,
             analyzer.on_tick,
+            on_dead=analyzer.on_dead_tick,
         ),
     )
     rt.spawn(
         "hints",
-        bus.consume(
+        consuming.consume(
             rt,
             streams.ANALYZER_HINTS,
             messages.EVENT_DECODER,
             analyzer.on_hint,
+            on_dead=analyzer.on_dead_hint,
         ),
     )

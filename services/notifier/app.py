@@ -7,7 +7,7 @@ severity routing admits it.
 
 from __future__ import annotations
 
-from libs import bus, lifecycle, messages, settings, streams
+from libs import consuming, lifecycle, messages, settings, streams
 from services.notifier import handlers
 
 
@@ -18,14 +18,14 @@ class Settings(settings.ServiceSettings, frozen=True, kw_only=True):
 async def setup(rt: lifecycle.Runtime, cfg: Settings) -> None:
     await streams.declare(
         rt.js,
-        streams=(streams.EVENTS,),
+        streams=(streams.EVENTS, streams.DEAD),
         consumers=(streams.NOTIFIER_EVENTS,),
         timeout_s=cfg.nats_request_timeout_s,
     )
     notifier = handlers.Notifier(rt)
     rt.spawn(
         "events",
-        bus.consume(
+        consuming.consume(
             rt,
             streams.NOTIFIER_EVENTS,
             messages.EVENT_DECODER,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from libs import bus, lifecycle, messages
+from libs import consuming, lifecycle, messages
 
 log = logging.getLogger(__name__)
 
@@ -16,7 +16,7 @@ class Notifier:
     def __init__(self, rt: lifecycle.Runtime) -> None:
         self.rt = rt
 
-    async def on_event(self, event: messages.Event) -> bus.Later | None:
+    async def on_event(self, event: messages.Event) -> consuming.Later | None:
         # Chat providers and Kubernetes Events are attached in later work; the event log line
         # is the channel every deployment has.
         log.log(

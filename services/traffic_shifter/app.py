@@ -8,7 +8,7 @@ what is missing — it never pretends a route changed.
 
 from __future__ import annotations
 
-from libs import bus, lifecycle, messages, settings
+from libs import lifecycle, messages, serving, settings
 from services.traffic_shifter import handlers
 
 
@@ -20,7 +20,7 @@ async def setup(rt: lifecycle.Runtime, cfg: Settings) -> None:
     shifter = handlers.Shifter()
     rt.spawn(
         "traffic",
-        bus.serve_requests(
+        serving.serve_requests(
             rt,
             messages.CMD_TRAFFIC,
             messages.QUEUE_TRAFFIC_SHIFTER,
@@ -30,7 +30,7 @@ async def setup(rt: lifecycle.Runtime, cfg: Settings) -> None:
     )
     rt.spawn(
         "workload",
-        bus.serve_requests(
+        serving.serve_requests(
             rt,
             messages.CMD_WORKLOAD,
             messages.QUEUE_TRAFFIC_SHIFTER,

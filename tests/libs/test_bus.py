@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from libs import bus, errors, lifecycle, messages, streams
+from libs import bus, errors, lifecycle, messages, serving, streams
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +43,9 @@ async def test_a_handler_slower_than_the_command_timeout_gets_a_temporary_failur
 
     runtime.spawn(
         "serve",
-        bus.serve_requests(runtime, messages.CMD_WORKLOAD, "q", messages.WORKLOAD_DECODER, slow),
+        serving.serve_requests(
+            runtime, messages.CMD_WORKLOAD, "q", messages.WORKLOAD_DECODER, slow
+        ),
     )
     await runtime.nc.flush()
     command = messages.ScaleWorkload(canary=CANARY, workload="podinfo", replicas=1, timeout_s=0.3)
