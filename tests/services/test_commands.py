@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-import nats
 import pytest
 from aiohttp import web
 from nats.aio.client import Client
@@ -17,15 +16,6 @@ from tests.fixtures.services import ServiceFactory
 pytestmark = pytest.mark.integration
 
 CANARY = messages.CanaryRef(namespace="test", name="podinfo")
-
-
-@pytest.fixture
-async def nc(nats_server: NatsServer) -> AsyncIterator[Client]:
-    client = await nats.connect(nats_server.url)
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 class HookServer:

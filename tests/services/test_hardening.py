@@ -8,9 +8,7 @@ import asyncio
 import logging
 import pathlib
 import time
-from collections.abc import AsyncIterator
 
-import nats
 import pytest
 from aiohttp import web
 from nats.aio.client import Client
@@ -23,15 +21,6 @@ pytestmark = pytest.mark.integration
 
 CANARY = messages.CanaryRef(namespace="test", name="podinfo")
 HINTS = "sluice.events.*.*.revision_detected"
-
-
-@pytest.fixture
-async def nc(nats_server: NatsServer) -> AsyncIterator[Client]:
-    client = await nats.connect(nats_server.url)
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 def hint(namespace: str, name: str) -> tuple[str, bytes]:

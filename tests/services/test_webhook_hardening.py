@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import msgspec
-import nats
 import pytest
 from aiohttp import web
 from nats.aio.client import Client
@@ -465,15 +464,6 @@ async def test_a_response_body_echoing_the_url_is_scrubbed(
 
 
 # ----------------------------------------------------------------------------- through a process
-
-
-@pytest.fixture
-async def nc(nats_server: NatsServer) -> AsyncIterator[Client]:
-    client = await nats.connect(nats_server.url)
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 @pytest.mark.integration
