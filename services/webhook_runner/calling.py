@@ -24,17 +24,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import re
 
 import aiohttp
 import msgspec
-import yarl
 
 from libs import logs, messages
+from services.webhook_runner import urls
 
 log = logging.getLogger(__name__)
 
 BODY_EXCERPT = 512  # characters of a response body kept in the result message
+BODY_READ_BYTES = 64 * 1024  # at most this much of a response body is read
 MIN_ATTEMPT_S = 0.1  # no attempt is given less time than this (nor started with less left)
 DEFAULT_TIMEOUT_S = 10.0  # Flagger's default; used when a hook's timeout is NaN
 BUDGET_MARGIN_FRACTION = 0.05  # of the command's timeout, kept back so the reply arrives in time
@@ -115,98 +115,6 @@ def budget_for(command_timeout_s: float) -> float:
     return max(command_timeout_s - margin, 0.0)
 
 
-# ----------------------------------------------------------------------------- URLs
-
-
-def redacted(url: str) -> str:
-    """``logs.redact_url`` that never raises (it may on a bad port, e.g. ``http://h:99999/``)."""
-    try:
-        return logs.redact_url(url)
-    except ValueError:
-        return "<unparseable url>"
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_WHITESPACE = re.compile(r"\s")
-
-
-def url_problem(url: str) -> str | None:
-    """What makes ``url`` unusable for a webhook, in words that never quote its path, query or
-    credentials; ``None`` when it is fine."""
-    if _CONTROL.search(url):
-        return "contains control characters"
-    try:
-        parsed = yarl.URL(url)
-    except (ValueError, TypeError) as exc:
-        return f"cannot be parsed ({scrub(str(exc), url)})"
-    if parsed.scheme not in ("http", "https"):
-        scheme = parsed.scheme[:16]
-        return f'scheme must be http or https, got "{scheme}"' if scheme else "no http(s) scheme"
-    if not parsed.host:
-        return "no host"
-    if _WHITESPACE.search(parsed.host):
-        return "host contains whitespace"
-    return None
-
-
-# scheme://authority then the rest (path, query, fragment), read without parsing the URL
-_SPLIT = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:(?://(?P<authority>[^/?#]*))?(?P<rest>.*)$", re.S)
-# any URL-looking word in a text; trailing punctuation is left out
-_ANY_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s\"'<>]*[^\s\"'<>)\]},.;:!?]")
-
-
-def _url_forms(url: str) -> dict[str, str]:
-    """Every spelling of ``url`` or of its secret-bearing parts an error text may contain,
-    each with what replaces it."""
-    whole = redacted(url)
-    forms: dict[str, str] = {}
-
-    def add(text: str | None, replacement: str, min_len: int = 2) -> None:
-        if text and len(text) >= min_len and text not in ("/", "//"):
-            forms.setdefault(text, replacement)
-
-    def rest_forms(authority: str | None, rest: str) -> None:
-        add(rest, "/…" if rest.startswith("/") else "…")
-        query = rest.partition("?")[2].partition("#")[0]
-        add("?" + query if query else None, "?…")
-        if authority and "@" in authority:
-            userinfo = authority.rpartition("@")[0]
-            add(userinfo + "@", "")
-            add(userinfo, "…", min_len=4)
-            add(userinfo.partition(":")[2], "…", min_len=4)  # the password alone
-
-    for text in (url, url.strip()):
-        add(text, whole)
-        match = _SPLIT.match(text)
-        if match:
-            rest_forms(match.group("authority"), match.group("rest"))
-    try:
-        parsed = yarl.URL(url)
-    except (ValueError, TypeError):
-        return forms
-    for spelling in (str(parsed), parsed.human_repr()):
-        add(spelling, whole)
-        match = _SPLIT.match(spelling)
-        if match:
-            rest_forms(match.group("authority"), match.group("rest"))
-    add(parsed.raw_path_qs, "/…")
-    add(parsed.path_qs, "/…")
-    return forms
-
-
-def scrub(text: str, url: str, *, other_urls: bool = True) -> str:
-    """``text`` with ``url`` (whole, or its path + query, or its credentials, in any spelling)
-    replaced by its redacted form ``logs.redact_url(url)``; with ``other_urls`` every other
-    URL-looking word is redacted too (a redirect target may carry a token as well)."""
-    forms = _url_forms(url)
-    if forms:
-        pattern = re.compile("|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)))
-        text = pattern.sub(lambda m: forms[m.group(0)], text)
-    if other_urls:
-        text = _ANY_URL.sub(lambda m: redacted(m.group(0)), text)
-    return text
-
-
 # ----------------------------------------------------------------------------- calling
 
 
@@ -249,7 +157,7 @@ class WebhookCaller:
         started = loop.time()
         budget = 0.0 if math.isnan(budget_s) else max(budget_s, 0.0)
         deadline = started + budget
-        url_for_logs = redacted(hook.url)
+        url_for_logs = logs.redact_url(hook.url)
 
         def result(
             ok: bool, status: int | None, attempts: int, message: str
@@ -265,7 +173,7 @@ class WebhookCaller:
                 message=message.strip(),
             )
 
-        problem = url_problem(hook.url)
+        problem = urls.url_problem(hook.url)
         if problem is not None:
             log.warning("webhook %s (%s): invalid url: %s", hook.name, url_for_logs, problem)
             return result(False, None, 0, f"invalid webhook url: {problem}")
@@ -298,19 +206,21 @@ class WebhookCaller:
                     ) as response,
                 ):
                     status = response.status
-                    text = await response.text(errors="replace")
-                    message = scrub(text, hook.url, other_urls=False)[:BODY_EXCERPT]
+                    # a hook's answer is read only as far as the result can use it
+                    head = await response.content.read(BODY_READ_BYTES)
+                    text = head.decode(response.charset or "utf-8", errors="replace")
+                    message = urls.scrub(text, hook.url, other_urls=False)[:BODY_EXCERPT]
                 again = retryable(status)
             except TimeoutError:
                 status, message = None, f"no answer within {_seconds(attempt_timeout)}s"
                 again = timed_out = True
             except aiohttp.InvalidURL as exc:  # e.g. a redirect to a bad URL: retrying cannot help
-                status, message = None, scrub(f"{type(exc).__name__}: {exc}", hook.url)
+                status, message = None, urls.scrub(f"{type(exc).__name__}: {exc}", hook.url)
             except aiohttp.ClientError as exc:
-                status, message = None, scrub(f"{type(exc).__name__}: {exc}", hook.url)
+                status, message = None, urls.scrub(f"{type(exc).__name__}: {exc}", hook.url)
                 again = True
             except Exception as exc:  # a request aiohttp refused to make; its text may hold the URL
-                status, message = None, scrub(f"{type(exc).__name__}: {exc}", hook.url)
+                status, message = None, urls.scrub(f"{type(exc).__name__}: {exc}", hook.url)
                 log.error(
                     "webhook %s (%s) could not be called: %s", hook.name, url_for_logs, message
                 )

@@ -19,7 +19,7 @@ from aiohttp import web
 from nats.aio.client import Client
 
 from libs import errors, messages, settings
-from services.webhook_runner import app, calling
+from services.webhook_runner import app, calling, urls
 from tests.fixtures.nats import NatsServer
 from tests.fixtures.services import ServiceFactory
 
@@ -334,7 +334,7 @@ async def test_an_invalid_url_is_refused_at_once_without_its_secret(
     make_caller: Factory, caplog: pytest.LogCaptureFixture, url: str, problem: str
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    assert calling.url_problem(url) is not None
+    assert urls.url_problem(url) is not None
     result, elapsed = await timed_call(make_caller(), run_webhook(url, retries=5), budget_s=5.0)
     assert elapsed < 0.5
     assert (result.ok, result.status_code, result.attempts) == (False, None, 0)
@@ -348,7 +348,7 @@ async def test_an_invalid_url_is_refused_at_once_without_its_secret(
     "url", ["http://127.0.0.1:1/", "https://hooks.example.com/T0/B0/x?token=1", "HTTP://h:8080"]
 )
 def test_valid_urls_have_no_problem(url: str) -> None:
-    assert calling.url_problem(url) is None
+    assert urls.url_problem(url) is None
 
 
 @pytest.mark.parametrize(
@@ -408,13 +408,13 @@ def test_valid_urls_have_no_problem(url: str) -> None:
     ],
 )
 def test_scrub_replaces_the_url_and_its_secret_parts(text: str, url: str, expected: str) -> None:
-    assert calling.scrub(text, url) == expected
+    assert urls.scrub(text, url) == expected
 
 
 def test_scrub_keeps_other_urls_in_a_response_body_when_asked() -> None:
     body = "ran hey -z 1m http://apisix-gateway.apisix/api/info for /hook?token=SECRET"
     url = "http://loadtester.test/hook?token=SECRET"
-    assert calling.scrub(body, url, other_urls=False) == (
+    assert urls.scrub(body, url, other_urls=False) == (
         "ran hey -z 1m http://apisix-gateway.apisix/api/info for /…"
     )
 
