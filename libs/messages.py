@@ -111,6 +111,16 @@ def dead_subject(durable: str) -> str:
     return f"{DEAD_PREFIX}.{_token(durable, 'durable', MAX_KIND)}"
 
 
+GATE_KINDS = ("gate", "rollback")  # flagger-loadtester's /gate/* and /rollback/* switches
+
+
+def gate_key(kind: str, namespace: str, name: str) -> str:
+    """Key of a canary's gate or rollback switch in the ``sluice_gates`` KV bucket."""
+    if kind not in GATE_KINDS:
+        raise errors.InvalidInput(f"gate kind: expected one of {GATE_KINDS}, got {kind!r}")
+    return f"{kind}.{_canary_tokens(namespace, name)}"
+
+
 def workload_key(namespace: str, name: str) -> str:
     """Key of a workload in the ``sluice_workloads`` KV bucket."""
     return f"{_token(namespace, 'namespace', MAX_NAMESPACE)}.{_token(name, 'name', MAX_NAME)}"
@@ -252,6 +262,14 @@ class Terminated(EventBase, frozen=True, kw_only=True, tag="terminated"):
     """ "Terminated canary <target>.<ns>" (revertOnDeletion)."""
 
 
+class GateChanged(EventBase, frozen=True, kw_only=True, tag="gate_changed"):
+    """A loadtester gate or rollback switch was opened or closed (an approval, or its end)."""
+
+    gate: str  # "gate" (confirm-* hooks) | "rollback" (rollback hooks)
+    open: bool
+    by: str  # who asked: the caller's address
+
+
 class DeadLettered(EventBase, frozen=True, kw_only=True, tag="dead_lettered"):
     """A message about this canary was given up on and moved to ``SLUICE_DEAD`` (a warning:
     for a tick, the canary's analysis waits until a new revision or a retry wakes it up)."""
@@ -278,6 +296,7 @@ Event = (
     | RolledBack
     | WebhookFailed
     | Terminated
+    | GateChanged
     | DeadLettered
 )
 
@@ -317,6 +336,14 @@ class WorkloadObservation(msgspec.Struct, frozen=True, kw_only=True):
     progress_deadline_exceeded: bool = False
     tracked_configs: dict[str, str] = {}  # "configmap/name" -> checksum
     observed_at_ms: int = msgspec.field(default_factory=now_ms)
+
+
+class GateState(msgspec.Struct, frozen=True, kw_only=True):
+    """A gate or rollback switch, value in the ``sluice_gates`` KV bucket (absent: closed)."""
+
+    open: bool
+    by: str = ""
+    at_ms: int = msgspec.field(default_factory=now_ms)
 
 
 # ----------------------------------------------------------------------------- commands
@@ -453,6 +480,7 @@ WORKLOAD_DECODER: msgspec.json.Decoder[WorkloadCommand] = msgspec.json.Decoder(W
 WEBHOOK_DECODER = msgspec.json.Decoder(RunWebhook)
 REPLY_DECODER: msgspec.json.Decoder[Reply] = msgspec.json.Decoder(Reply)
 OBSERVATION_DECODER = msgspec.json.Decoder(WorkloadObservation)
+GATE_DECODER = msgspec.json.Decoder(GateState)
 DELIVERY_DECODER = msgspec.json.Decoder(DeliveryResult)
 
 # What the schema generator writes to docs/events/: name -> type.
@@ -460,6 +488,7 @@ SCHEMA_TYPES: dict[str, object] = {
     "event": Event,
     "tick": Tick,
     "workload-observation": WorkloadObservation,
+    "gate-state": GateState,
     "command-set-weights": SetWeights,
     "command-workload": WorkloadCommand,
     "command-run-webhook": RunWebhook,

@@ -75,6 +75,7 @@ class Bucket:
     name: str
     history: int = 1
     description: str = ""
+    ttl_s: float = 0  # 0: values never expire
 
     def config(self) -> api.KeyValueConfig:
         return api.KeyValueConfig(
@@ -82,6 +83,7 @@ class Bucket:
             history=self.history,
             description=self.description,
             storage=api.StorageType.FILE,
+            ttl=self.ttl_s or None,
         )
 
 
@@ -106,6 +108,18 @@ DEAD = Stream(
 )
 
 WORKLOADS = Bucket(name="sluice_workloads", description="watcher: workload readiness and revision")
+GATES = Bucket(
+    name="sluice_gates",
+    history=5,
+    description="webhook-runner: loadtester gates and rollback switches, shared by every replica",
+)
+# A running load-test task holds its key (and refreshes it) so no other replica starts the same
+# one; a replica that dies releases it when the TTL expires.
+TASKS = Bucket(
+    name="sluice_tasks",
+    ttl_s=60.0,
+    description="webhook-runner: load-test tasks running now",
+)
 
 NOTIFIER_EVENTS = Consumer(
     stream=EVENTS.name, durable="notifier", filter_subject=messages.EVENTS_ALL

@@ -256,6 +256,11 @@ def environment(
         "no_proxy": no_proxy,
         "LOADTESTER_PORT": str(ports["loadtester"]),
         "POD_NETWORK": str(pod_network),
+        # Sluice's services started in this shell use the sandbox: its NATS, its Kubernetes
+        # API, and the port Service flagger-loadtester.test points at
+        "SLUICE_NATS_URL": f"nats://{HOST}:{ports['nats']}",
+        "SLUICE_KUBECONFIG": str(layout.kubeconfig),
+        "SLUICE_LOADTESTER_PORT": str(ports["loadtester"]),
     }
 
 

@@ -30,6 +30,15 @@ def test_a_name_that_would_break_a_subject_is_refused_as_permanent_input(bad: st
     assert not info.value.temporary  # retrying the same name cannot help
 
 
+def test_gate_keys_name_the_switch_and_the_canary() -> None:
+    assert messages.gate_key("gate", "test", "podinfo") == "gate.test.podinfo"
+    assert messages.gate_key("rollback", "test", "podinfo") == "rollback.test.podinfo"
+    with pytest.raises(errors.InvalidInput, match="gate kind"):
+        messages.gate_key("door", "test", "podinfo")
+    with pytest.raises(errors.InvalidInput, match="cannot be a subject token"):
+        messages.gate_key("gate", "test", "a b")
+
+
 def test_names_are_held_to_kubernetes_limits() -> None:
     # the longest names a real cluster can have still make subjects ...
     subject = messages.event_subject("n" * 63, "c" * 253, "revision_detected")
@@ -76,6 +85,7 @@ def test_every_event_kind_round_trips_through_the_union_decoder() -> None:
             canary=CANARY, webhook="post", type=messages.WebhookType.POST_ROLLOUT, error="500"
         ),
         messages.Terminated(canary=CANARY),
+        messages.GateChanged(canary=CANARY, gate="gate", open=True, by="10.0.0.7"),
         messages.DeadLettered(
             canary=CANARY,
             severity=messages.Severity.WARN,

@@ -1,4 +1,4 @@
-"""The metrics chain end to end (the issue's acceptance test): simulated pods behind Services,
+"""The metrics chain end to end: simulated pods behind Services,
 an ApisixRoute synced by the gateway, traffic through the gateway's data plane, the gateway's
 APISIX metrics scraped every second by the stack's real Prometheus, and Flagger's builtin APISIX
 queries answered by it — everything in the processes ``python -m sandbox up`` starts.
@@ -15,10 +15,12 @@ import collections
 import contextlib
 import math
 
+import aiohttp
 import pytest
 import yaml
 
 from libs.model import templates
+from tests.fixtures.services import ServiceFactory
 from tests.sandbox.e2e import support
 
 pytestmark = pytest.mark.e2e
@@ -224,3 +226,68 @@ async def test_weights_70_30_split_10000_requests_by_answering_pod(stack: suppor
     print(f"\ncanary share {share:.2f}% of 10,000 ({dict(by_deployment)})")
     assert abs(share - 30) <= 3
     assert len({host for _, host in counts}) == 4  # both pods of each deployment answered
+
+
+SEED_LOAD_TEST = (
+    "hey -z 1m -q 10 -c 2 -h2 -host app.example.com http://apisix-gateway.apisix/api/info"
+)
+
+
+async def test_the_seeds_rollout_webhook_makes_traffic_prometheus_sees(
+    stack: support.Stack, service: ServiceFactory
+) -> None:
+    """The tutorial's rollout webhook, posted the way Flagger posts it to
+    ``http://flagger-loadtester.test/``, makes the webhook-runner's own hey send traffic through
+    the gateway; the canary route's ``apisix_http_status`` rises in the stack's Prometheus."""
+    objects = [
+        *app("podinfo-primary", "test", "6.0.0"),
+        *app("podinfo-canary", "test", "6.0.1"),
+        route(
+            "podinfo-podinfo-canary",
+            "test",
+            "podinfo",
+            "app.example.com",
+            {"podinfo-primary": 0, "podinfo-canary": 100},
+        ),
+    ]
+    await apply_and_roll_out(stack, objects, "test")
+    await stack.wait_route(CANARY_ROUTE, {"podinfo-primary": (0, 1), "podinfo-canary": (100, 1)})
+    prometheus = stack.env["PROMETHEUS_URL"]
+    scraped_total = f'sum(apisix_http_status{{route="{CANARY_ROUTE}"}})'
+    before = await support.query(prometheus, scraped_total) or 0.0
+    runner = service(
+        "webhook_runner",
+        stack.env["NATS_URL"],
+        SLUICE_LOADTESTER_PORT=stack.env["LOADTESTER_PORT"],
+        HTTP_PROXY=stack.env["HTTP_PROXY"],
+        NO_PROXY=stack.env["NO_PROXY"],
+    )
+    await runner.ready()
+    await runner.wait_log("loadtester API listening")
+    payload = {
+        "name": "podinfo",
+        "namespace": "test",
+        "phase": "Progressing",
+        "metadata": {"type": "cmd", "cmd": SEED_LOAD_TEST},
+    }
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            "http://flagger-loadtester.test/",
+            json=payload,
+            proxy=stack.env["HTTP_PROXY"],
+            timeout=support.HTTP,
+        ) as resp,
+    ):
+        assert resp.status == 202
+    # 20 requests/s (-q is per worker); a 1 s scrape interval sees them within a few seconds
+    seen = await support.poll(
+        lambda: support.query(prometheus, scraped_total),
+        lambda v: v is not None and v >= before + 40,
+        timeout=30,
+        what=scraped_total,
+        interval=0.5,
+    )
+    print(f"\n{scraped_total}: {before} -> {seen}")
+    assert runner.terminate() == 0  # the running hey ends with the service
+    assert "task starting hey -z 1m" in runner.log_text()
