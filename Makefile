@@ -16,7 +16,7 @@ UV_VERSION := 0.13.9
 # `make lock LOCK_FLAGS='--upgrade-package nats-py'` upgrades one package.
 LOCK_FLAGS ?= --upgrade
 
-.PHONY: setup lock test test-unit lint fmt dev schemas crds sandbox-up sandbox-down clean
+.PHONY: setup lock test test-unit lint fmt dev schemas crds sandbox-up sandbox-down fuzz bench clean
 
 setup: $(STAMP)
 	@./scripts/ensure-system-tools.sh
@@ -69,3 +69,13 @@ sandbox-down:
 
 clean:
 	rm -rf $(VENV) .sandbox .pytest_cache .mypy_cache .ruff_cache
+
+# Fuzz the bus through a real nats-server and the services, e.g. FUZZ_ARGS="--count 10000".
+FUZZ_ARGS ?=
+fuzz: setup
+	$(PY) -m tests.fuzz $(FUZZ_ARGS)
+
+# Figures, not tests: e.g. BENCH_ARGS="--json benchmarks/results/loadgen.json".
+BENCH_ARGS ?=
+bench: setup
+	$(PY) -m benchmarks.loadgen $(BENCH_ARGS)

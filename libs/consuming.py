@@ -302,8 +302,9 @@ async def dead_letter(
     """Publish ``msg``'s payload to ``sluice.dead.<durable>``; raise ``_Retry`` if it fails."""
     meta = msg.metadata
     headers = {
-        # one dead letter per stream message and reason, however often this is retried
-        messages.HEADER_MSG_ID: f"{consumer.stream}-{meta.sequence.stream}-{reason}",
+        # one dead letter per consumer, stream message and reason, however often this is
+        # retried (two consumers of one stream each keep their own)
+        messages.HEADER_MSG_ID: f"{consumer.stream}-{consumer.durable}-{meta.sequence.stream}-{reason}",
         messages.HEADER_CORRELATION_ID: _header_value(bus.context(msg)["correlation_id"]),
         messages.HEADER_DEAD_REASON: reason,
         messages.HEADER_DEAD_SUBJECT: _header_value(msg.subject),
