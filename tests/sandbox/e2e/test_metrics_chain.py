@@ -15,10 +15,11 @@ import collections
 import contextlib
 import math
 
-import aiohttp
+import nats
 import pytest
 import yaml
 
+from libs import messages
 from libs.model import templates
 from tests.fixtures.services import ServiceFactory
 from tests.sandbox.e2e import support
@@ -236,9 +237,10 @@ SEED_LOAD_TEST = (
 async def test_the_seeds_rollout_webhook_makes_traffic_prometheus_sees(
     stack: support.Stack, service: ServiceFactory
 ) -> None:
-    """The tutorial's rollout webhook, posted the way Flagger posts it to
-    ``http://flagger-loadtester.test/``, makes the webhook-runner's own hey send traffic through
-    the gateway; the canary route's ``apisix_http_status`` rises in the stack's Prometheus."""
+    """The tutorial's rollout webhook, run as the analyzer asks for it (``RunWebhook``), reaches
+    ``http://flagger-loadtester.test/`` — the webhook-runner's own loadtester API — and its hey
+    sends traffic through the gateway: the canary route's ``apisix_http_status`` rises in the
+    stack's Prometheus."""
     objects = [
         *app("podinfo-primary", "test", "6.0.0"),
         *app("podinfo-canary", "test", "6.0.1"),
@@ -264,22 +266,27 @@ async def test_the_seeds_rollout_webhook_makes_traffic_prometheus_sees(
     )
     await runner.ready()
     await runner.wait_log("loadtester API listening")
-    payload = {
-        "name": "podinfo",
-        "namespace": "test",
-        "phase": "Progressing",
-        "metadata": {"type": "cmd", "cmd": SEED_LOAD_TEST},
-    }
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(
-            "http://flagger-loadtester.test/",
-            json=payload,
-            proxy=stack.env["HTTP_PROXY"],
-            timeout=support.HTTP,
-        ) as resp,
-    ):
-        assert resp.status == 202
+    # what the analyzer sends for the seed's rollout webhook; the runner posts Flagger's
+    # payload to http://flagger-loadtester.test/ through the name proxy, i.e. to itself
+    command = messages.RunWebhook(
+        canary=messages.CanaryRef(namespace="test", name="podinfo"),
+        webhook=messages.WebhookSpec(
+            name="load-test",
+            type=messages.WebhookType.ROLLOUT,
+            url="http://flagger-loadtester.test/",
+            timeout_s=5.0,
+            metadata={"cmd": SEED_LOAD_TEST},
+        ),
+        phase=messages.Phase.PROGRESSING,
+    )
+    nc = await nats.connect(stack.env["NATS_URL"])
+    try:
+        msg = await nc.request(messages.CMD_WEBHOOK, messages.ENCODER.encode(command), timeout=10)
+    finally:
+        await nc.close()
+    reply = messages.REPLY_DECODER.decode(msg.data)
+    assert isinstance(reply, messages.WebhookResult)
+    assert (reply.ok, reply.status_code) == (True, 202)
     # 20 requests/s (-q is per worker); a 1 s scrape interval sees them within a few seconds
     seen = await support.poll(
         lambda: support.query(prometheus, scraped_total),
