@@ -15,8 +15,9 @@ else, ``bash``             ``SLUICE_LOADTESTER_SHELL_NAMESPACES``; then run with
 other types                400: Sluice does not run helm, kubectl, concord or ngrinder tasks
 =========================  ==============================================================
 
-``logCmdOutput`` logs a task's output (hey's summary), ``returnCmdOutput`` returns a blocking
-task's output in the answer, as flagger-loadtester does.
+A load test always logs hey's summary when it ends; ``logCmdOutput`` logs a shell-class task's
+output (or hey's ``-o csv`` lines), ``returnCmdOutput`` returns a blocking task's output in the
+answer, as flagger-loadtester does.
 """
 
 from __future__ import annotations
@@ -225,9 +226,11 @@ class TaskRunner:
             heartbeat.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)
             await self._release(key)
-        if log_output:  # hey prints either its summary or, with -o csv, one line a response
-            text = csv.text() if options.output == "csv" else hey.summary.format_summary(report)
-            log.info("%s", text, extra=_ctx(canary))
+        # hey prints its summary, or with -o csv one line a response (logged when asked for)
+        if options.output != "csv":
+            log.info("%s", hey.summary.format_summary(report), extra=_ctx(canary))
+        elif log_output:
+            log.info("%s", csv.text(), extra=_ctx(canary))
         log.info(
             "command finished %s: %s", logs.clip(command), _one_line(report), extra=_ctx(canary)
         )

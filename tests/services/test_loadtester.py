@@ -251,7 +251,7 @@ async def test_a_hey_task_runs_once_per_canary_and_command_across_replicas(
     await b.proc.wait_log("command skipped .* is already running on another replica")
     assert target.hits == 40
     assert target.hosts == {"app.example.com"}
-    assert "Summary:" in a.proc.log_text()  # logCmdOutput: hey's summary
+    assert "Summary:" in a.proc.log_text()  # hey's summary
     assert await a.proc.metric("sluice_loadtest_requests_total", code="200") == 40
     # once finished, the same task may run again
     assert await b.post("/", body) == (202, "")
