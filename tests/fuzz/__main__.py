@@ -18,19 +18,19 @@ import tempfile
 
 import pytest
 
-from tests.fuzz import harness, strategies
+from tests.fuzz import harness, model, rendering, subjects
 
 
 def _subject(value: str) -> str:
-    subject = strategies.ALIASES.get(value, value)
-    if subject not in strategies.ROWS:
-        choices = ", ".join(f"{alias} ({row})" for alias, row in strategies.ALIASES.items())
+    subject = subjects.ALIASES.get(value, value)
+    if subject not in subjects.ROWS:
+        choices = ", ".join(f"{alias} ({row})" for alias, row in subjects.ALIASES.items())
         raise argparse.ArgumentTypeError(f"unknown subject {value!r}; one of {choices}")
     return subject
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    defaults = harness.FuzzConfig(workdir=pathlib.Path())
+    defaults = model.FuzzConfig(workdir=pathlib.Path())
     parser = argparse.ArgumentParser(
         prog="python -m tests.fuzz",
         description="Fuzz Sluice's bus through a real nats-server and the consuming services.",
@@ -40,9 +40,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--subjects",
         nargs="+",
         type=_subject,
-        default=list(strategies.ROWS),
+        default=list(subjects.ROWS),
         metavar="SUBJECT",
-        help="consumed subjects or their aliases: " + ", ".join(strategies.ALIASES),
+        help="consumed subjects or their aliases: " + ", ".join(subjects.ALIASES),
     )
     parser.add_argument("--seed", type=int, default=0, help="the same seed sends the same bytes")
     parser.add_argument("--json", type=pathlib.Path, help="write the whole report here")
@@ -73,7 +73,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     workdir = args.workdir or pathlib.Path(tempfile.mkdtemp(prefix="sluice-fuzz-"))
-    config = harness.FuzzConfig(
+    config = model.FuzzConfig(
         workdir=workdir,
         count=args.count,
         rows=tuple(args.subjects),
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     except pytest.fail.Exception as exc:  # the fixtures report start-up failures this way
         print(f"the harness could not run: {exc}", file=sys.stderr)
         return 2
-    print(harness.render(report))
+    print(rendering.render(report))
     if args.json:
         args.json.write_text(report.to_json())
         print(f"report written to {args.json}")
