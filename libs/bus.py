@@ -217,7 +217,7 @@ class Limiter:
             return
         if not cancel:
             try:
-                await asyncio.gather(*running, return_exceptions=True)
+                await asyncio.wait(running)  # unlike gather, leaves them running if cancelled
                 return
             except asyncio.CancelledError:
                 await self._cancel(running)

@@ -17,10 +17,17 @@ from libs import logs
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _WHITESPACE = re.compile(r"\s")
 
+# Longer URLs are refused before any parsing: no webhook needs one, and parsing, scrubbing and
+# the patterns built from a megabyte-long URL would hold the event loop for seconds.
+MAX_URL_CHARS = 2048
+MAX_TEXT_CHARS = 4096  # of a text to scrub (an error text; what is kept of it is shorter)
+
 
 def url_problem(url: str) -> str | None:
     """What makes ``url`` unusable for a webhook, in words that never quote its path, query or
     credentials; ``None`` when it is fine."""
+    if len(url) > MAX_URL_CHARS:
+        return f"is {len(url)} characters long; expected at most {MAX_URL_CHARS}"
     if _CONTROL.search(url):
         return "contains control characters"
     try:
@@ -40,7 +47,8 @@ def url_problem(url: str) -> str | None:
 # scheme://authority then the rest (path, query, fragment), read without parsing the URL
 _SPLIT = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:(?://(?P<authority>[^/?#]*))?(?P<rest>.*)$", re.S)
 # any URL-looking word in a text; trailing punctuation is left out
-_ANY_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s\"'<>]*[^\s\"'<>)\]},.;:!?]")
+# (the scheme's length is bounded so that scanning a long text stays linear)
+_ANY_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]{0,31}://[^\s\"'<>]*[^\s\"'<>)\]},.;:!?]")
 
 
 def _url_forms(url: str) -> dict[str, str]:
@@ -85,7 +93,14 @@ def _url_forms(url: str) -> dict[str, str]:
 def scrub(text: str, url: str, *, other_urls: bool = True) -> str:
     """``text`` with ``url`` (whole, or its path + query, or its credentials, in any spelling)
     replaced by its redacted form ``logs.redact_url(url)``; with ``other_urls`` every other
-    URL-looking word is redacted too (a redirect target may carry a token as well)."""
+    URL-looking word is redacted too (a redirect target may carry a token as well).
+
+    A text longer than ``MAX_TEXT_CHARS`` is cut first; a URL longer than ``MAX_URL_CHARS``
+    (refused by ``url_problem``) is not looked for: the text becomes a placeholder if it
+    contains its start."""
+    text = text[:MAX_TEXT_CHARS]
+    if len(url) > MAX_URL_CHARS:
+        return "<text withheld: it may quote an over-long url>" if url[:64] in text else text
     forms = _url_forms(url)
     if forms:
         pattern = re.compile("|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)))

@@ -212,9 +212,9 @@ async def test_a_saturated_webhook_runner_answers_busy_reports_it_and_stops_in_t
         assert isinstance(reply, messages.CommandFailed)
         assert reply.temporary
         assert reply.error.startswith("busy")
-        started = time.monotonic()
+        # grace 1 s, then the in-flight calls are cancelled: exit 0, not the hard exit's 2
         assert proc.terminate(timeout=10) == 0
-        assert time.monotonic() - started < 5  # grace 1 s, then in-flight calls are cancelled
+        assert "cancelled 2 handler(s) still running after the grace period" in proc.log_text()
         for task in slow:
             task.cancel()
         await asyncio.gather(*slow, return_exceptions=True)
