@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import typing
 from collections.abc import Mapping
 from typing import TypeVar
 
@@ -80,6 +81,11 @@ _PATH = re.compile(r"`\$\.([A-Za-z0-9_]+)`")
 _EXPECTED_TYPE = re.compile(r"Expected `([^`]+)`")
 
 
+def _field_type(cls: type, field: str) -> object:
+    """The resolved annotation of ``field`` (a Literal's choices name what is expected)."""
+    return typing.get_type_hints(cls).get(field)
+
+
 def _env_name(field: str) -> str:
     return PREFIX + field.upper()
 
@@ -98,8 +104,13 @@ def from_env(cls: type[S], environ: Mapping[str, str] | None = None) -> S:
         if field_match:
             field = field_match.group(1)
             type_match = _EXPECTED_TYPE.search(text)
-            expected = type_match.group(1) if type_match else "a valid value"
-            expected = _EXPECTED.get(expected, expected)
+            choices = typing.get_args(_field_type(cls, field))
+            if type_match:
+                expected = _EXPECTED.get(type_match.group(1), type_match.group(1))
+            elif choices:
+                expected = "one of " + ", ".join(str(c) for c in choices)
+            else:
+                expected = "a valid value"
             message = f'{_env_name(field)}: expected {expected}, got "{raw.get(field, "")}"'
         else:
             # raised by __post_init__: "<field>: expected ..., got ..."

@@ -113,6 +113,13 @@ GATES = Bucket(
     history=5,
     description="webhook-runner: loadtester gates and rollback switches, shared by every replica",
 )
+# One key per event and destination the notifier told, so a redelivered event (after a crash,
+# or a failed Kubernetes write) never alerts twice, on any replica.
+NOTIFIED = Bucket(
+    name="sluice_notified",
+    ttl_s=24 * 3600.0,
+    description="notifier: which destinations were told about which event",
+)
 # A running load-test task holds its key (and refreshes it) so no other replica starts the same
 # one; a replica that dies releases it when the TTL expires.
 TASKS = Bucket(

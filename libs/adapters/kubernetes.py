@@ -78,6 +78,8 @@ CANARIES = Resource("flagger.app", "v1beta1", "Canary", "canaries")
 DEPLOYMENTS = Resource("apps", "v1", "Deployment", "deployments", "deployment")
 CONFIGMAPS = Resource("", "v1", "ConfigMap", "configmaps", "config_map")
 SECRETS = Resource("", "v1", "Secret", "secrets", "secret")
+EVENTS = Resource("", "v1", "Event", "events", "event")
+ALERT_PROVIDERS = Resource("flagger.app", "v1beta1", "AlertProvider", "alertproviders")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -281,6 +283,28 @@ class Kube:
             self._call,
             f"creating {resource.kind} {namespace}/{name}",
             lambda: method(*call_args, _preload_content=False, _request_timeout=timeout),
+            timeout,
+        )
+
+    async def patch(self, resource: Resource, namespace: str, name: str, body: Obj) -> Obj:
+        """A JSON merge patch (RFC 7386); put ``metadata.resourceVersion`` in ``body`` to make
+        it conditional (a stale one is a ``Conflict``)."""
+        method, args = self._method(resource, "patch", True)
+        timeout = self.cfg.request_timeout_s
+        call_args = (
+            [name, namespace, body]
+            if resource.builtin
+            else [*args, namespace, resource.plural, name, body]
+        )
+        return await asyncio.to_thread(
+            self._call,
+            f"patching {resource.kind} {namespace}/{name}",
+            lambda: method(
+                *call_args,
+                _preload_content=False,
+                _request_timeout=timeout,
+                _content_type="application/merge-patch+json",
+            ),
             timeout,
         )
 

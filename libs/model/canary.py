@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import enum
+import hashlib
+import json
 from typing import Any, Literal
 
 import msgspec
@@ -200,6 +202,13 @@ class CanaryStatus(meta.Model, frozen=True):
     primary_session_affinity_cookie: str | None = None
     previous_session_affinity_cookie: str | None = None
     conditions: tuple[Condition, ...] = ()
+
+    def checksum(self) -> str:
+        """What webhooks get as ``checksum``: it changes when the applied spec or a tracked
+        config changes (Flagger hashes the same two fields, with its own hash function)."""
+        tracked = sorted((self.tracked_configs or {}).items())
+        text = json.dumps([tracked, self.last_applied_spec or ""], separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 class Canary(meta.Object, frozen=True):

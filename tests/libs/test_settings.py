@@ -50,3 +50,13 @@ def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None
     with pytest.raises(errors.InvalidInput) as info:
         settings.from_env(Example, env)
     assert str(info.value) == message
+
+
+def test_a_choice_names_its_choices() -> None:
+    from services.notifier import app
+
+    with pytest.raises(errors.InvalidInput) as info:
+        settings.from_env(app.Settings, {"SLUICE_TEAMS_FORMAT": "cards"})
+    assert str(info.value) == (
+        'SLUICE_TEAMS_FORMAT: expected one of auto, messagecard, adaptivecard, got "cards"'
+    )
