@@ -4,13 +4,14 @@ Handlers receive decoded ``msgspec.Struct`` values, never bytes or dicts. Outcom
 
     handler returns None            ack
     handler returns Later(delay)    nak with that delay (e.g. re-schedule a tick)
-    raises TemporaryError           retried after ``SLUICE_RETRY_DELAY_S``
-    raises anything else            logged with traceback, retried after ``SLUICE_RETRY_DELAY_S``
+    raises TemporaryError           retried after a backoff (``_backoff``)
+    raises anything else            logged with traceback, retried after a backoff
     raises PermanentError           dead-lettered, then terminated
     does not decode (any exception) dead-lettered, then terminated, counted as rejected
     retries exhausted               dead-lettered, then terminated
 
-Retries are bounded. On an ordinary consumer the server counts deliveries and the last allowed
+Retries are bounded and back off: ``SLUICE_RETRY_DELAY_S`` after the first failure, doubling
+up to ``SLUICE_MAX_RETRY_DELAY_S``. On an ordinary consumer the server counts deliveries and the last allowed
 one (``max_deliver``) is dead-lettered when it fails. A consumer whose handlers re-schedule
 messages (``Consumer.reschedules``, the ticks) cannot use the delivery count, which grows with
 every reschedule; there a failed message is retried as a copy that carries its failure count
@@ -230,19 +231,26 @@ class _Worker(Generic[T]):
             await bus.settle(msg.nak(delay=outcome.delay_s))
 
     async def _retry(self, msg: Msg, error: str, value: T) -> None:
-        delay_s = self.rt.settings.retry_delay_s
         if self.consumer.reschedules:
             failures = _int_header(msg, messages.HEADER_FAILURES) + 1
             if failures >= self.rt.settings.max_failures:
                 await self._bury(msg, "exhausted", error, value, deliveries=failures)
             else:
-                await self._copy(msg, failures=failures, delay_s=delay_s)
+                await self._copy(msg, failures=failures, delay_s=self._backoff(failures))
             return
         deliveries = msg.metadata.num_delivered or 1
         if 0 < self.consumer.max_deliver <= deliveries:
             await self._bury(msg, "exhausted", error, value)
         else:
-            await bus.settle(msg.nak(delay=delay_s))
+            await bus.settle(msg.nak(delay=self._backoff(deliveries)))
+
+    def _backoff(self, failures: int) -> float:
+        """``SLUICE_RETRY_DELAY_S`` after the first failure, doubling up to
+        ``SLUICE_MAX_RETRY_DELAY_S``: an outage of minutes costs a handful of attempts."""
+        settings = self.rt.settings
+        return float(
+            min(settings.retry_delay_s * 2 ** min(failures - 1, 30), settings.max_retry_delay_s)
+        )
 
     async def _copy(self, msg: Msg, *, failures: int, delay_s: float) -> None:
         """Replace ``msg`` by a copy that runs after ``delay_s`` and carries ``failures``.

@@ -165,6 +165,7 @@ class EventBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
     severity: Severity = Severity.INFO
     message: str = ""
     at_ms: int = msgspec.field(default_factory=now_ms)
+    mute_alert: bool = False  # the webhook behind this event has muteAlert: record, do not alert
 
 
 class RevisionDetected(EventBase, frozen=True, kw_only=True, tag="revision_detected"):

@@ -48,6 +48,7 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_in_flight: int = 32  # messages handled at once per consumer
     fetch_timeout_s: float = 2.0  # one JetStream pull waits at most this long for messages
     retry_delay_s: float = 5.0  # a message whose handling failed temporarily comes back after this
+    max_retry_delay_s: float = 300.0  # ... doubling with every failure up to this
     max_failures: int = 10  # a tick that failed this often is moved to the dead-letter stream
     max_command_timeout_s: float = 300.0  # a command's own timeout_s is clamped to this
 
@@ -64,7 +65,12 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError(f"max_in_flight: expected at least 1, got {self.max_in_flight}")
         if self.max_failures < 1:
             raise ValueError(f"max_failures: expected at least 1, got {self.max_failures}")
-        for field in ("fetch_timeout_s", "retry_delay_s", "max_command_timeout_s"):
+        for field in (
+            "fetch_timeout_s",
+            "retry_delay_s",
+            "max_retry_delay_s",
+            "max_command_timeout_s",
+        ):
             value = getattr(self, field)
             if not 0 < value < float("inf"):
                 raise ValueError(f"{field}: expected a positive number of seconds, got {value}")

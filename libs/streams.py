@@ -128,8 +128,10 @@ TASKS = Bucket(
     description="webhook-runner: load-test tasks running now",
 )
 
+# 30 deliveries with doubling delays (5 s ... 5 min) ride out about two hours of Kubernetes or
+# chat-tool downtime before an event is dead-lettered (and can be replayed from SLUICE_DEAD).
 NOTIFIER_EVENTS = Consumer(
-    stream=EVENTS.name, durable="notifier", filter_subject=messages.EVENTS_ALL
+    stream=EVENTS.name, durable="notifier", filter_subject=messages.EVENTS_ALL, max_deliver=30
 )
 ANALYZER_TICKS = Consumer(
     stream=TICKS.name,

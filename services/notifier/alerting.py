@@ -41,7 +41,7 @@ ALERTED_KINDS = frozenset(
 
 def alerts_on(event: messages.EventBase) -> bool:
     """Whether ``event`` is one Flagger alerts on (and not muted by its webhook)."""
-    if getattr(event, "mute_alert", False):
+    if event.mute_alert:
         return False
     kind = messages.event_kind(event)
     return kind in ALERTED_KINDS or event.severity == messages.Severity.ERROR

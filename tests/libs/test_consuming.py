@@ -328,3 +328,16 @@ async def test_the_analyzer_reports_a_dead_tick_as_a_warning_event(rt: lifecycle
     )
     assert len(event.message) < 500
     await sub.unsubscribe()
+
+
+@pytest.mark.parametrize(
+    ("failures", "delay_s"), [(1, 5.0), (2, 10.0), (3, 20.0), (7, 300.0), (1000, 300.0)]
+)
+def test_retries_back_off_to_a_maximum(failures: int, delay_s: float) -> None:
+    class Runtime:
+        settings = settings.ServiceSettings(retry_delay_s=5.0, max_retry_delay_s=300.0)
+
+    worker = consuming._Worker(
+        Runtime(), streams.NOTIFIER_EVENTS, messages.EVENT_DECODER, None, None
+    )  # type: ignore[arg-type]
+    assert worker._backoff(failures) == delay_s

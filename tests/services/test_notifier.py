@@ -70,6 +70,16 @@ async def publish(nc: Client, event: messages.EventBase) -> None:
     await nc.jetstream().publish(subject, messages.ENCODER.encode(event))
 
 
+async def drained(nc: Client, timeout: float = 20.0) -> None:
+    """Until the notifier acknowledged every event published so far."""
+    async with asyncio.timeout(timeout):
+        while True:
+            info = await nc.jetstream().consumer_info("SLUICE_EVENTS", "notifier")
+            if not info.num_pending and not info.num_ack_pending:
+                return
+            await asyncio.sleep(0.05)
+
+
 def initialized(n: int = 0) -> messages.Initialized:
     return messages.Initialized(
         canary=CANARY, message="Initialization done! podinfo.test", at_ms=1_700_000_000_000 + n
@@ -114,6 +124,25 @@ async def test_flaggers_alerts_go_to_the_global_slack_and_the_rest_does_not(
     assert SECRET not in proc.log_text()
 
 
+async def test_a_muted_webhooks_failure_is_not_alerted(
+    nats_server: NatsServer, service: ServiceFactory, nc: Client, sink: Sink
+) -> None:
+    proc = service("notifier", nats_server.url, SLUICE_SLACK_URL=sink.url)
+    await proc.ready()
+    failed = {
+        "canary": CANARY,
+        "severity": messages.Severity.ERROR,
+        "webhook": "smoke",
+        "type": messages.WebhookType.POST_ROLLOUT,
+        "error": "500",
+        "message": "Post-rollout check smoke failed",
+    }
+    await publish(nc, messages.WebhookFailed(**failed, mute_alert=True))  # type: ignore[arg-type]
+    await publish(nc, messages.WebhookFailed(**failed, at_ms=1))  # type: ignore[arg-type]
+    await drained(nc)
+    assert len(sink.bodies) == 1
+
+
 async def test_two_replicas_alert_each_event_exactly_once(
     nats_server: NatsServer, service: ServiceFactory, nc: Client, sink: Sink
 ) -> None:
@@ -123,13 +152,7 @@ async def test_two_replicas_alert_each_event_exactly_once(
     for n in range(count):
         await publish(nc, initialized(n))
     await sink.wait_for(count, timeout=120)
-    async with asyncio.timeout(20):  # every event acknowledged ...
-        while True:
-            info = await nc.jetstream().consumer_info("SLUICE_EVENTS", "notifier")
-            if not info.num_ack_pending:
-                break
-            await asyncio.sleep(0.05)
-    assert info.num_pending == 0
+    await drained(nc)  # every event acknowledged ...
     assert len(sink.bodies) == count  # ... and nothing told twice
     shares = [
         await r.metric("sluice_notifications_total", provider="slack", outcome="ok")
