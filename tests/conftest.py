@@ -19,6 +19,16 @@ pytest_plugins = [
 LEAK_GRACE_S = 1.0
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """No secret a test gave a service may appear in any service's log, in any test."""
+    from tests.fixtures import services
+
+    leaks = services.leaked_secrets()
+    if leaks:
+        print("\nsecrets found in service logs:\n  " + "\n  ".join(leaks))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj):

@@ -15,8 +15,9 @@ import msgspec
 from hypothesis import strategies as st
 
 from libs import messages
+from tests.fixtures import services
 
-SECRET = "FUZZSECRET"
+SECRET = services.secret("FUZZSECRET")
 REFUSED_HOST = "127.0.0.1:1"  # nothing listens on port 1: connection refused at once
 
 COMMON_NAMESPACES = ("test", "default", "prod", "apisix", "team-a")

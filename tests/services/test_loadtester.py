@@ -15,6 +15,7 @@ from aiohttp import web
 from nats.aio.client import Client
 
 from libs import messages
+from tests.fixtures import services
 from tests.fixtures.nats import NatsServer
 from tests.fixtures.services import ServiceFactory, ServiceProcess
 
@@ -178,7 +179,7 @@ async def test_shell_class_tasks_run_only_in_allowed_namespaces(start_loadtester
         SLUICE_LOADTESTER_SHELL_NAMESPACES="test",
         SLUICE_LOADTESTER_TASK_TIMEOUT_S="2",
         SLUICE_LOADTESTER_OUTPUT_MAX_BYTES="100",
-        SLUICE_SECRET_TOKEN="do-not-leak",
+        SLUICE_SECRET_TOKEN=services.secret("do-not-leak"),
     )
     bash = flagger_payload(
         type="bash", cmd="echo hello $SLUICE_SECRET_TOKEN", returnCmdOutput="true"

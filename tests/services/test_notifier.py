@@ -15,13 +15,14 @@ from aiohttp import web
 from nats.aio.client import Client
 
 from libs import messages
+from tests.fixtures import services
 from tests.fixtures.nats import NatsServer
 from tests.fixtures.services import ServiceFactory
 
 pytestmark = pytest.mark.integration
 
 CANARY = messages.CanaryRef(namespace="test", name="podinfo")
-SECRET = "T000/B000/XXXXsecretXXXX"
+SECRET = services.secret("T000/B000/XXXXsecretXXXX")
 
 
 class Sink:

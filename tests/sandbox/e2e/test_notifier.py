@@ -17,13 +17,14 @@ import yaml
 from aiohttp import web
 
 from libs import messages
+from tests.fixtures import services
 from tests.fixtures.services import ServiceFactory, ServiceProcess
 from tests.sandbox.e2e import support
 
 pytestmark = pytest.mark.e2e
 
 CANARY = messages.CanaryRef(namespace="test", name="podinfo")
-TOKEN = "xoxb-sandbox-token-do-not-log"
+TOKEN = services.secret("xoxb-sandbox-token-do-not-log")
 
 
 class Sink:
