@@ -34,8 +34,9 @@ REASON = "Synced"
 ANNOTATION_LAST_EVENT = "sluice.io/last-event-id"
 MAX_MESSAGE_CHARS = 1024  # the API server refuses longer event messages
 
-# Bus events that are not Flagger's Kubernetes Events: measurements and the watcher's hints.
-NOT_RECORDED = frozenset({"metric_checked", "revision_detected", "phase_changed"})
+# Bus events that are not Flagger's Kubernetes Events: measurements and the watcher's hints
+# (a phase change is recorded when it carries a message, e.g. "Canary failed! Scaling down").
+NOT_RECORDED = frozenset({"metric_checked", "revision_detected"})
 
 
 def event_type(severity: messages.Severity) -> str:
