@@ -27,6 +27,7 @@ import msgspec
 from libs import errors, logs
 from libs.model import analysis
 from libs.model import canary as canary_model
+from libs.model import templates as templates_model
 
 # ----------------------------------------------------------------------------- subjects
 
@@ -123,6 +124,16 @@ def gate_key(kind: str, namespace: str, name: str) -> str:
 
 def workload_key(namespace: str, name: str) -> str:
     """Key of a workload in the ``sluice_workloads`` KV bucket."""
+    return f"{_token(namespace, 'namespace', MAX_NAMESPACE)}.{_token(name, 'name', MAX_NAME)}"
+
+
+def canary_key(namespace: str, name: str) -> str:
+    """Key of a Canary in the ``sluice_canaries`` KV bucket."""
+    return f"{_token(namespace, 'namespace', MAX_NAMESPACE)}.{_token(name, 'canary', MAX_NAME)}"
+
+
+def template_key(namespace: str, name: str) -> str:
+    """Key of a MetricTemplate in the ``sluice_templates`` KV bucket."""
     return f"{_token(namespace, 'namespace', MAX_NAMESPACE)}.{_token(name, 'name', MAX_NAME)}"
 
 
@@ -339,6 +350,42 @@ class WorkloadObservation(msgspec.Struct, frozen=True, kw_only=True):
     observed_at_ms: int = msgspec.field(default_factory=now_ms)
 
 
+class CanaryObservation(msgspec.Struct, frozen=True, kw_only=True):
+    """The watcher's view of one Canary, value in the ``sluice_canaries`` KV bucket.
+
+    ``canary`` is the validated object (spec and status, camelCase as in Kubernetes, without
+    ``managedFields`` and the last-applied annotation); when the object is invalid it is None
+    and ``problems`` holds the lines ``sluice validate`` prints. ``uid``, ``resource_version``
+    and ``generation`` come from the object's metadata either way.
+    """
+
+    namespace: str
+    name: str
+    uid: str
+    resource_version: str
+    generation: int
+    canary: canary_model.Canary | None = None
+    problems: list[str] = []
+    observed_at_ms: int = msgspec.field(default_factory=now_ms)
+
+
+class TemplateObservation(msgspec.Struct, frozen=True, kw_only=True):
+    """The watcher's view of one MetricTemplate, value in the ``sluice_templates`` KV bucket.
+
+    ``template`` is the validated object, or None with ``problems`` when it is invalid. A
+    provider's ``secretRef`` stays a reference: secret values never go to the bus.
+    """
+
+    namespace: str
+    name: str
+    uid: str
+    resource_version: str
+    generation: int
+    template: templates_model.MetricTemplate | None = None
+    problems: list[str] = []
+    observed_at_ms: int = msgspec.field(default_factory=now_ms)
+
+
 class GateState(msgspec.Struct, frozen=True, kw_only=True):
     """A gate or rollback switch, value in the ``sluice_gates`` KV bucket (absent: closed)."""
 
@@ -481,6 +528,8 @@ WORKLOAD_DECODER: msgspec.json.Decoder[WorkloadCommand] = msgspec.json.Decoder(W
 WEBHOOK_DECODER = msgspec.json.Decoder(RunWebhook)
 REPLY_DECODER: msgspec.json.Decoder[Reply] = msgspec.json.Decoder(Reply)
 OBSERVATION_DECODER = msgspec.json.Decoder(WorkloadObservation)
+CANARY_OBSERVATION_DECODER = msgspec.json.Decoder(CanaryObservation)
+TEMPLATE_OBSERVATION_DECODER = msgspec.json.Decoder(TemplateObservation)
 GATE_DECODER = msgspec.json.Decoder(GateState)
 DELIVERY_DECODER = msgspec.json.Decoder(DeliveryResult)
 
@@ -489,6 +538,8 @@ SCHEMA_TYPES: dict[str, object] = {
     "event": Event,
     "tick": Tick,
     "workload-observation": WorkloadObservation,
+    "canary-observation": CanaryObservation,
+    "template-observation": TemplateObservation,
     "gate-state": GateState,
     "command-set-weights": SetWeights,
     "command-workload": WorkloadCommand,

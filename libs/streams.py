@@ -108,6 +108,10 @@ DEAD = Stream(
 )
 
 WORKLOADS = Bucket(name="sluice_workloads", description="watcher: workload readiness and revision")
+CANARIES = Bucket(
+    name="sluice_canaries", description="watcher: Canary objects (spec, status), validated"
+)
+TEMPLATES = Bucket(name="sluice_templates", description="watcher: MetricTemplates, validated")
 GATES = Bucket(
     name="sluice_gates",
     history=5,

@@ -1,10 +1,11 @@
 """watcher: the only service that reads the platform in bulk.
 
-It owns the observations (``sluice_workloads`` KV bucket, written through
-``observing.Watcher.record``) and publishes ``revision_detected`` events. At start it declares
-what it writes, connects to Kubernetes (``SLUICE_KUBECONFIG``, else the in-cluster service
-account) and runs four informers — Canaries, Deployments, ConfigMaps, Secrets, in every
-namespace or in ``SLUICE_WATCH_NAMESPACES`` — feeding ``watching.Reconciler``. ``/readyz`` is
+It owns the observations — KV buckets ``sluice_workloads`` (targets and primaries),
+``sluice_canaries`` and ``sluice_templates``, written through ``observing`` — and publishes
+``revision_detected`` events. At start it declares what it writes, connects to Kubernetes
+(``SLUICE_KUBECONFIG``, else the in-cluster service account) and runs five informers —
+Canaries, Deployments, ConfigMaps, Secrets, MetricTemplates, in every namespace or in
+``SLUICE_WATCH_NAMESPACES`` — feeding ``watching.Reconciler``. ``/readyz`` is
 503 while an informer has not synced or the Kubernetes API fails; the informers retry.
 
 Without a kubeconfig and outside a cluster there is no Kubernetes to watch (standalone mode,
@@ -21,6 +22,11 @@ from libs.adapters import informers, kubernetes
 from services.watcher import observing, watching
 
 log = logging.getLogger(__name__)
+
+# Declared here until libs/adapters/kubernetes declares it with the other kinds.
+METRIC_TEMPLATES = kubernetes.Resource(
+    "flagger.app", "v1beta1", "MetricTemplate", "metrictemplates"
+)
 
 
 class Settings(settings.ServiceSettings, frozen=True, kw_only=True):
@@ -46,7 +52,7 @@ async def setup(rt: lifecycle.Runtime, cfg: Settings) -> None:
     await streams.declare(
         rt.js,
         streams=(streams.EVENTS,),
-        buckets=(streams.WORKLOADS,),
+        buckets=(streams.WORKLOADS, streams.CANARIES, streams.TEMPLATES),
         timeout_s=cfg.nats_request_timeout_s,
     )
     if not cfg.kubeconfig and not kubernetes.in_cluster():
@@ -59,11 +65,12 @@ async def setup(rt: lifecycle.Runtime, cfg: Settings) -> None:
         kubernetes.Config(kubeconfig=cfg.kubeconfig, request_timeout_s=cfg.kube_request_timeout_s)
     )
     rt.on_close(kube.close)
-    kv = await rt.js.key_value(streams.WORKLOADS.name)
     namespaces = cfg.namespaces()
     reconciler = watching.Reconciler(
         rt,
-        observing.Watcher(rt, kv),
+        observing.Watcher(rt, await rt.js.key_value(streams.WORKLOADS.name)),
+        canaries=observing.canaries(rt, await rt.js.key_value(streams.CANARIES.name)),
+        templates=observing.templates(rt, await rt.js.key_value(streams.TEMPLATES.name)),
         retry_delay_s=cfg.reconcile_retry_s,
         namespaces=namespaces,
     )
@@ -87,6 +94,7 @@ async def setup(rt: lifecycle.Runtime, cfg: Settings) -> None:
         deployments=informer(kubernetes.DEPLOYMENTS, reconciler.on_deployment),
         configmaps=informer(kubernetes.CONFIGMAPS, reconciler.on_configmap, strip=True),
         secrets=informer(kubernetes.SECRETS, reconciler.on_secret, strip=True),
+        templates=informer(METRIC_TEMPLATES, reconciler.on_template),
     )
     rt.add_readiness_check(caches.problem)
     log.info(
