@@ -80,6 +80,15 @@ CONFIGMAPS = Resource("", "v1", "ConfigMap", "configmaps", "config_map")
 SECRETS = Resource("", "v1", "Secret", "secrets", "secret")
 EVENTS = Resource("", "v1", "Event", "events", "event")
 ALERT_PROVIDERS = Resource("flagger.app", "v1beta1", "AlertProvider", "alertproviders")
+SERVICES = Resource("", "v1", "Service", "services", "service")
+HPAS = Resource(
+    "autoscaling",
+    "v2",
+    "HorizontalPodAutoscaler",
+    "horizontalpodautoscalers",
+    "horizontal_pod_autoscaler",
+)
+APISIX_ROUTES = Resource("apisix.apache.org", "v2", "ApisixRoute", "apisixroutes")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -301,6 +310,49 @@ class Kube:
             f"patching {resource.kind} {namespace}/{name}",
             lambda: method(
                 *call_args,
+                _preload_content=False,
+                _request_timeout=timeout,
+                _content_type="application/merge-patch+json",
+            ),
+            timeout,
+        )
+
+    async def replace(self, resource: Resource, namespace: str, name: str, body: Obj) -> Obj:
+        """Replace a whole object (PUT). ``body`` should carry the ``metadata.resourceVersion``
+        it was read at: the server refuses a stale one with a ``Conflict``."""
+        method, args = self._method(resource, "replace", True)
+        timeout = self.cfg.request_timeout_s
+        call_args = (
+            [name, namespace, body]
+            if resource.builtin
+            else [*args, namespace, resource.plural, name, body]
+        )
+        return await asyncio.to_thread(
+            self._call,
+            f"replacing {resource.kind} {namespace}/{name}",
+            lambda: method(*call_args, _preload_content=False, _request_timeout=timeout),
+            timeout,
+        )
+
+    async def patch_status(self, resource: Resource, namespace: str, name: str, body: Obj) -> Obj:
+        """A JSON merge patch of the ``status`` subresource; ``metadata.resourceVersion`` in
+        ``body`` makes it a compare-and-set (a stale one is a ``Conflict``)."""
+        if resource.builtin:
+            raise errors.Unsupported(f"patching the status of {resource.kind} is not needed")
+        api = self._apis.get("CustomObjectsApi")
+        if api is None:
+            api = self._apis["CustomObjectsApi"] = client.CustomObjectsApi(self._api)
+        timeout = self.cfg.request_timeout_s
+        return await asyncio.to_thread(
+            self._call,
+            f"patching the status of {resource.kind} {namespace}/{name}",
+            lambda: api.patch_namespaced_custom_object_status(
+                resource.group,
+                resource.version,
+                namespace,
+                resource.plural,
+                name,
+                body,
                 _preload_content=False,
                 _request_timeout=timeout,
                 _content_type="application/merge-patch+json",
