@@ -1,17 +1,45 @@
 """analyzer: the only service that decides and writes canary state.
 
 Pulls ``Tick`` messages from the ``SLUICE_TICKS`` work queue (shared by every replica) and
-wake-up hints (``revision_detected`` events) from ``SLUICE_EVENTS``.
+wake-up hints (``revision_detected`` events) from ``SLUICE_EVENTS``. Each tick takes one step
+of the canary's state machine (``machine``) against the bus (``driving``): reading the
+watcher's observations, asking the traffic-shifter and the webhook-runner, querying
+Prometheus (``checking``), publishing the step's events and writing the Canary's status with
+compare-and-set (``state``). Without Kubernetes (no ``SLUICE_KUBECONFIG``, not in a pod) ticks
+are acknowledged and nothing is decided.
 """
 
 from __future__ import annotations
 
+import logging
+
 from libs import consuming, lifecycle, messages, settings, streams
-from services.analyzer import handlers
+from libs.adapters import kubernetes
+from services.analyzer import checking, driving, handlers, recording, state
+
+log = logging.getLogger(__name__)
 
 
 class Settings(settings.ServiceSettings, frozen=True, kw_only=True):
-    pass
+    kubeconfig: str = ""  # path to a kubeconfig; empty: the in-cluster service account
+    kube_request_timeout_s: float = 10.0
+    prometheus_url: str = "http://prometheus:9090"  # Flagger's -metrics-server default
+    prometheus_timeout_s: float = 5.0  # one query (Flagger: 5 s)
+    min_interval_s: float = 10.0  # a canary's analysis interval is at least this (Flagger: 10 s)
+    step_command_timeout_s: float = 30.0  # one command to the traffic-shifter
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in (
+            "kube_request_timeout_s",
+            "prometheus_timeout_s",
+            "min_interval_s",
+            "step_command_timeout_s",
+        ):
+            if not getattr(self, name) > 0:
+                raise ValueError(
+                    f"{name}: expected a positive number of seconds, got {getattr(self, name)}"
+                )
 
 
 async def setup(rt: lifecycle.Runtime, cfg: Settings) -> None:
@@ -19,10 +47,45 @@ async def setup(rt: lifecycle.Runtime, cfg: Settings) -> None:
         rt.js,
         streams=(streams.EVENTS, streams.TICKS, streams.DEAD),
         consumers=(streams.ANALYZER_TICKS, streams.ANALYZER_HINTS),
-        buckets=(streams.WORKLOADS,),
+        buckets=(streams.WORKLOADS, streams.CANARIES, streams.TEMPLATES),
         timeout_s=cfg.nats_request_timeout_s,
     )
-    analyzer = handlers.Analyzer(rt)
+    driver: driving.Driver | None = None
+    recorder = recording.Recorder(rt.metrics.registry, lifecycle.version())
+    if cfg.kubeconfig or kubernetes.in_cluster():
+        kube = await kubernetes.Kube.connect(
+            kubernetes.Config(
+                kubeconfig=cfg.kubeconfig, request_timeout_s=cfg.kube_request_timeout_s
+            )
+        )
+        rt.on_close(kube.close)
+        observations = state.KvObservations(
+            rt,
+            await rt.js.key_value(streams.CANARIES.name),
+            await rt.js.key_value(streams.WORKLOADS.name),
+            await rt.js.key_value(streams.TEMPLATES.name),
+        )
+        checker = checking.Checker(
+            cfg.prometheus_url,
+            observations.template,
+            state.KubeSecrets(kube),
+            timeout_s=cfg.prometheus_timeout_s,
+        )
+        rt.on_close(checker.close)
+        driver = driving.Driver(
+            rt,
+            observations,
+            checker,
+            state.KubeStatusWriter(kube),
+            command_timeout_s=cfg.step_command_timeout_s,
+            on_checked=recorder.checked,
+        )
+    else:
+        log.warning(
+            "no SLUICE_KUBECONFIG and not running in a cluster: ticks are acknowledged, "
+            "no canary is analysed"
+        )
+    analyzer = handlers.Analyzer(rt, driver, min_interval_s=cfg.min_interval_s, recorder=recorder)
     rt.spawn(
         "ticks",
         consuming.consume(

@@ -1,8 +1,9 @@
 """Message handlers of the analyzer.
 
 Hints only wake things up: a ``revision_detected`` event schedules a tick for its canary now;
-every decision is re-derived from current state when the tick runs, so a lost hint never loses
-a rollout.
+every decision is re-derived from current state when the tick runs (``driving``), so a lost
+hint never loses a rollout. A tick takes one step of the canary and re-schedules itself for the
+canary's analysis interval; a tick for a canary that no longer exists ends.
 """
 
 from __future__ import annotations
@@ -10,16 +11,28 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from libs import bus, consuming, lifecycle, logs, messages
+from libs import bus, consuming, errors, lifecycle, logs, messages
+from libs.model import durations
+from services.analyzer import driving, recording
 
 log = logging.getLogger(__name__)
 
 MAX_REPORTED_ERROR_CHARS = 300
+CONFLICT_RETRY_S = 0.2  # another replica committed first: take the step again from its state
 
 
 class Analyzer:
-    def __init__(self, rt: lifecycle.Runtime) -> None:
+    def __init__(
+        self,
+        rt: lifecycle.Runtime,
+        driver: driving.Driver | None = None,
+        min_interval_s: float = 10.0,
+        recorder: recording.Recorder | None = None,
+    ) -> None:
         self.rt = rt
+        self.driver = driver
+        self.min_interval_s = min_interval_s
+        self.recorder = recorder
 
     async def schedule(self, canary: messages.CanaryRef, interval_s: float = 0.0) -> None:
         """Put a tick for ``canary`` in the work queue (one pending tick per canary)."""
@@ -42,15 +55,36 @@ class Analyzer:
         return None
 
     async def on_tick(self, tick: messages.Tick) -> consuming.Later | None:
-        # The canary state machine runs here once canaries are loaded from the platform;
-        # until then a tick is acknowledged and nothing is decided.
-        log.info(
-            "analysis step due for %s.%s",
-            tick.canary.name,
-            tick.canary.namespace,
-            extra={"canary": f"{tick.canary.namespace}/{tick.canary.name}"},
+        ref = tick.canary
+        ctx = {"canary": f"{ref.namespace}/{ref.name}"}
+        log.info("analysis step due for %s.%s", ref.name, ref.namespace, extra=ctx)
+        if self.driver is None:  # no Kubernetes: nothing to analyse in this mode yet
+            return None
+        try:
+            canary = await self.driver.take_step(ref, messages.now_ms())
+        except errors.Conflict as exc:
+            log.info(
+                "step of %s.%s lost a race (%s); taking it again",
+                ref.name,
+                ref.namespace,
+                exc,
+                extra=ctx,
+            )
+            return consuming.Later(CONFLICT_RETRY_S)
+        if canary is None:
+            log.info(
+                "%s.%s does not exist any more; its ticks end", ref.name, ref.namespace, extra=ctx
+            )
+            if self.recorder is not None:
+                self.recorder.forget(ref)
+            return None
+        if self.recorder is not None:
+            self.recorder.observe(canary)
+        analysis = canary.get_analysis()
+        interval = durations.interval_seconds(
+            analysis.interval, default=60.0, minimum=self.min_interval_s
         )
-        return None
+        return consuming.Later(interval)
 
     async def on_dead_tick(self, letter: consuming.DeadLetter[messages.Tick]) -> None:
         """A tick was given up on: say so on the canary (a warning people and alerts see)."""

@@ -1,0 +1,123 @@
+"""Checking a canary's metrics for one step: Flagger's order, Prometheus queries, first failure.
+
+Builtin checks (``request-success-rate``, ``request-duration`` on APISIX) run first against the
+canary's metrics server (``spec.metricsServer``, else ``SLUICE_PROMETHEUS_URL``), then the
+MetricTemplate checks against each template's provider, as Flagger's ``runAnalysis`` does. The
+first failed check ends the step with Flagger's halt message; every measured value becomes a
+``metric_checked`` event (Flagger hides them; Sluice users asked to see them).
+
+Templates come from the watcher's observations; a template provider's Secret is read from
+Kubernetes only when a template names one, only by this service, and never leaves it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+
+from libs import errors, messages
+from libs.adapters import prometheus
+from libs.model import analysis as analysis_model
+from libs.model import canary as canary_model
+from libs.model import templates
+from services.analyzer import machine, metrics
+
+log = logging.getLogger(__name__)
+
+TemplateSource = Callable[[str, str], Awaitable[templates.MetricTemplate | None]]
+SecretSource = Callable[[str, str], Awaitable[Mapping[str, bytes | str]]]
+
+
+class Checker:
+    def __init__(
+        self,
+        default_address: str,
+        templates_source: TemplateSource,
+        secrets: SecretSource | None,
+        timeout_s: float = prometheus.DEFAULT_TIMEOUT_S,
+    ) -> None:
+        self.default_address = default_address
+        self.templates = templates_source
+        self.secrets = secrets
+        self.timeout_s = timeout_s
+        self._clients: dict[tuple[str, str], prometheus.Prometheus] = {}
+
+    async def close(self) -> None:
+        for client in self._clients.values():
+            await client.close()
+        self._clients.clear()
+
+    async def check(self, canary: canary_model.Canary) -> machine.MetricsOutcome:
+        ordered = sorted(
+            canary.get_analysis().metrics,
+            key=lambda m: metrics.kind_of(m) != metrics.Kind.BUILTIN,
+        )
+        checked: list[messages.MetricChecked] = []
+        for metric in ordered:
+            result = await self._check_one(canary, metric)
+            checked.append(_event(canary, result))
+            if not result.passed:
+                return machine.MetricsOutcome(ok=False, halt=result.message, checked=tuple(checked))
+        return machine.MetricsOutcome(ok=True, checked=tuple(checked))
+
+    async def _check_one(
+        self, canary: canary_model.Canary, metric: analysis_model.Metric
+    ) -> metrics.Result:
+        try:
+            template = None
+            key = metrics.template_key(canary, metric)
+            if key is not None:
+                template = await self.templates(*key)
+            query = metrics.render(canary, metric, template)
+            client = await self._client(canary, template)
+            value: float | BaseException = await client.query(query.promql)
+        except errors.SluiceError as exc:
+            value = exc
+        return metrics.check(canary, metric, value)
+
+    async def _client(
+        self, canary: canary_model.Canary, template: templates.MetricTemplate | None
+    ) -> prometheus.Prometheus:
+        if template is None:
+            address = canary.spec.metrics_server or self.default_address
+            key = ("", address)
+            if key not in self._clients:
+                self._clients[key] = prometheus.Prometheus(address, timeout_s=self.timeout_s)
+            return self._clients[key]
+        provider = template.spec.provider
+        if provider.type != "prometheus":
+            raise errors.Unsupported(
+                f"MetricTemplate {template.metadata.namespace}/{template.metadata.name}: provider "
+                f"{provider.type} is not supported; Sluice queries prometheus"
+            )
+        credentials: Mapping[str, bytes | str] | None = None
+        if provider.secret_ref is not None:
+            if self.secrets is None:
+                raise errors.Unsupported("a MetricTemplate secretRef needs Kubernetes")
+            credentials = await self.secrets(
+                template.metadata.namespace or "", provider.secret_ref.name
+            )
+        # one client per template and credentials: a rotated Secret gets a new one
+        fingerprint = hashlib.sha256(repr(sorted((credentials or {}).items())).encode()).hexdigest()
+        key = (f"{template.metadata.namespace}/{template.metadata.name}", fingerprint)
+        if key not in self._clients:
+            self._clients[key] = prometheus.Prometheus.from_provider(
+                provider, credentials, timeout_s=self.timeout_s
+            )
+        return self._clients[key]
+
+
+def _event(canary: canary_model.Canary, result: metrics.Result) -> messages.MetricChecked:
+    return messages.MetricChecked(
+        canary=messages.CanaryRef(
+            namespace=canary.metadata.namespace or "", name=canary.metadata.name or ""
+        ),
+        target=canary.spec.target_ref.name,
+        severity=messages.Severity.INFO if result.passed else messages.Severity.WARN,
+        metric=result.metric,
+        value=result.value,
+        min=result.min,
+        max=result.max,
+        passed=result.passed,
+    )

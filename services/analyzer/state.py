@@ -1,0 +1,107 @@
+"""Where the analyzer reads and writes canary state.
+
+Reads come from the watcher's observations in JetStream KV (canaries, workloads, metric
+templates): no Kubernetes read on the hot path. The one write is the Canary's status
+subresource, as Flagger keeps it, with compare-and-set on ``resourceVersion`` so that two
+analyzer replicas can never both commit a step of the same canary.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from typing import TypeVar
+
+import msgspec
+from nats.js.kv import KeyValue
+
+from libs import bus, errors, lifecycle, messages
+from libs.adapters import kubernetes
+from libs.model import canary as canary_model
+from libs.model import templates
+
+T = TypeVar("T")
+
+
+class KvObservations:
+    def __init__(
+        self,
+        rt: lifecycle.Runtime,
+        canaries: KeyValue,
+        workloads: KeyValue,
+        templates_kv: KeyValue,
+    ) -> None:
+        self.rt = rt
+        self.canaries = canaries
+        self.workloads = workloads
+        self.templates_kv = templates_kv
+
+    async def _read(self, kv: KeyValue, key: str, decoder: msgspec.json.Decoder[T]) -> T | None:
+        try:
+            with bus.nats_errors(f"reading {key}", self.rt.settings.nats_request_timeout_s):
+                entry = await kv.get(key)
+        except errors.NotFound:
+            return None
+        if not entry.value:
+            return None
+        return bus.decode(decoder, entry.value)
+
+    async def canary(self, namespace: str, name: str) -> messages.CanaryObservation | None:
+        key = messages.canary_key(namespace, name)
+        return await self._read(self.canaries, key, messages.CANARY_OBSERVATION_DECODER)
+
+    async def workload(self, namespace: str, name: str) -> messages.WorkloadObservation | None:
+        key = messages.workload_key(namespace, name)
+        return await self._read(self.workloads, key, messages.OBSERVATION_DECODER)
+
+    async def template(self, namespace: str, name: str) -> templates.MetricTemplate | None:
+        key = messages.template_key(namespace, name)
+        observed = await self._read(self.templates_kv, key, messages.TEMPLATE_OBSERVATION_DECODER)
+        if observed is None:
+            return None
+        if observed.template is None:
+            raise errors.InvalidInput(
+                f"MetricTemplate {namespace}/{name} is invalid: {'; '.join(observed.problems)}"
+            )
+        return observed.template
+
+
+class KubeStatusWriter:
+    """Writes ``status`` through the status subresource, conditional on ``resourceVersion``."""
+
+    def __init__(self, kube: kubernetes.Kube) -> None:
+        self.kube = kube
+
+    async def write(
+        self,
+        canary: canary_model.Canary,
+        resource_version: str,
+        status: canary_model.CanaryStatus,
+    ) -> None:
+        body = {
+            "metadata": {"resourceVersion": resource_version},
+            "status": msgspec.to_builtins(status),
+        }
+        await self.kube.patch_status(
+            kubernetes.CANARIES, canary.metadata.namespace or "", canary.metadata.name or "", body
+        )
+
+
+class KubeSecrets:
+    """A MetricTemplate provider's Secret, read when a check needs it (never cached here)."""
+
+    def __init__(self, kube: kubernetes.Kube) -> None:
+        self.kube = kube
+
+    async def __call__(self, namespace: str, name: str) -> Mapping[str, bytes | str]:
+        obj = await self.kube.get(kubernetes.SECRETS, namespace, name)
+        out: dict[str, bytes | str] = {}
+        for key, value in (obj.get("data") or {}).items():
+            try:
+                out[str(key)] = base64.b64decode(str(value), validate=True)
+            except binascii.Error:
+                continue
+        for key, value in (obj.get("stringData") or {}).items():
+            out[str(key)] = str(value)
+        return out

@@ -1,0 +1,150 @@
+"""The seed tutorial end to end: Flagger's manifests applied unchanged (but for a short analysis
+interval), the five services as processes on the sandbox's NATS, Kubernetes API, APISIX gateway
+and Prometheus. A good revision is promoted; a faulty one is rolled back."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import yaml
+from aiohttp import web
+
+from tests.fixtures.services import ServiceFactory, ServiceProcess
+from tests.sandbox.e2e import support
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+
+SERVICES = ("watcher", "analyzer", "traffic_shifter", "webhook_runner", "notifier")
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self.url = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = json.loads(await request.read())
+        self.texts.append(body["attachments"][0]["text"])
+        return web.Response(text="ok")
+
+
+@pytest.fixture
+async def sink() -> AsyncIterator[Sink]:
+    s = Sink()
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", s.handle)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    s.url = f"http://127.0.0.1:{runner.addresses[0][1]}/slack"
+    try:
+        yield s
+    finally:
+        await runner.cleanup()
+
+
+async def start_sluice(
+    stack: support.Stack, service: ServiceFactory, sink: Sink
+) -> dict[str, ServiceProcess]:
+    env = {
+        "SLUICE_KUBECONFIG": stack.env["KUBECONFIG"],
+        "SLUICE_PROMETHEUS_URL": stack.env["PROMETHEUS_URL"],
+        "SLUICE_LOADTESTER_PORT": stack.env["LOADTESTER_PORT"],
+        "SLUICE_MIN_INTERVAL_S": "1",
+        "SLUICE_SLACK_URL": sink.url,
+        "HTTP_PROXY": stack.env["HTTP_PROXY"],
+        "NO_PROXY": stack.env["NO_PROXY"],
+    }
+    procs = {name: service(name, stack.env["NATS_URL"], **env) for name in SERVICES}
+    await asyncio.gather(*(p.ready() for p in procs.values()))
+    return procs
+
+
+def manifests(interval: str = "2s", threshold: int = 3) -> str:
+    docs = [
+        yaml.safe_load((support.MANIFESTS / name).read_text())
+        for name in ("podinfo-deployment.yaml", "podinfo-apisixroute.yaml", "podinfo-canary.yaml")
+    ]
+    canary = docs[2]
+    canary["spec"]["analysis"]["interval"] = interval
+    canary["spec"]["analysis"]["threshold"] = threshold
+    return yaml.safe_dump_all(docs)
+
+
+async def canary_status(stack: support.Stack) -> dict[str, Any]:
+    out = await stack.kubectl("get", "canary", "podinfo", "-n", "test", "-o", "json")
+    return dict(json.loads(out.stdout).get("status") or {})
+
+
+async def wait_phase(stack: support.Stack, phase: str, timeout: float) -> dict[str, Any]:
+    return await support.poll(
+        lambda: canary_status(stack),
+        lambda status: status.get("phase") == phase,
+        timeout=timeout,
+        what=f"canary phase {phase}",
+        interval=0.5,
+    )
+
+
+async def test_the_seed_promotes_a_good_revision_and_rolls_back_a_faulty_one(
+    stack: support.Stack, service: ServiceFactory, sink: Sink
+) -> None:
+    procs = await start_sluice(stack, service, sink)
+    await stack.kubectl("apply", "-f", "-", stdin=manifests())
+    await wait_phase(stack, "Initialized", timeout=60)
+    apex = await stack.kubectl(
+        "get", "service", "podinfo", "-n", "test", "-o", "jsonpath={.spec.selector.app}"
+    )
+    assert apex.stdout == "podinfo-primary"
+
+    # a good revision
+    await stack.kubectl(
+        "set",
+        "image",
+        "deployment/podinfo",
+        "podinfod=ghcr.io/stefanprodan/podinfo:6.0.1",
+        "-n",
+        "test",
+    )
+    await wait_phase(stack, "Succeeded", timeout=180)
+    primary_image = await stack.kubectl(
+        "get",
+        "deployment",
+        "podinfo-primary",
+        "-n",
+        "test",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    )
+    assert primary_image.stdout == "ghcr.io/stefanprodan/podinfo:6.0.1"
+    described = (await stack.kubectl("describe", "canary", "podinfo", "-n", "test")).stdout
+    print("\n" + described.split("Events:")[-1])
+    for weight in (10, 20, 30, 40, 50):
+        assert f"Advance podinfo.test canary weight {weight}" in described
+    assert "Promotion completed! Scaling down podinfo.test" in described
+
+    # a faulty revision: half of its answers are errors
+    await stack.kubectl("set", "env", "deployment/podinfo", "SANDBOX_ERROR_RATE=0.5", "-n", "test")
+    await wait_phase(stack, "Failed", timeout=180)
+    described = (await stack.kubectl("describe", "canary", "podinfo", "-n", "test")).stdout
+    assert "Rolling back podinfo.test failed checks threshold reached 3" in described
+    assert "Canary failed! Scaling down podinfo.test" in described
+    assert "advancement success rate" in described
+    assert any("Canary failed" in text or "Rolling back" in text for text in sink.texts)
+    primary_env = await stack.kubectl(
+        "get",
+        "deployment",
+        "podinfo-primary",
+        "-n",
+        "test",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].env}",
+    )
+    assert "SANDBOX_ERROR_RATE" not in primary_env.stdout  # the primary kept the good revision
+    for proc in procs.values():
+        assert proc.terminate() == 0
