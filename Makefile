@@ -62,7 +62,7 @@ dev: setup
 	$(PY) -m scripts.dev
 
 sandbox-up: setup
-	$(PY) -m sandbox up
+	$(PY) -m sandbox up --with-sluice
 
 sandbox-down:
 	@if [ -x $(PY) ]; then $(PY) -m sandbox down; fi

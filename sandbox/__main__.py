@@ -13,7 +13,8 @@ status  list the processes (exit 0 running, 1 partly, 3 not running).
 
 Ports: each has a fixed default, used when it is free on 127.0.0.1, else the OS picks a free
 one (--free-ports: always the OS). Defaults: NATS 4222, Prometheus 9090, Kubernetes API 6443,
-gateway 9080 (metrics 9091), name proxy 3128, loadtester 8080 (reserved; nothing listens yet).
+gateway 9080 (metrics 9091), name proxy 3128, loadtester 8080; with --with-sluice the
+services' health ports 8081-8085 (watcher, analyzer, traffic-shifter, webhook-runner, notifier).
 The env file and `status` show the ports in use.
 
 Environment: SANDBOX_DIR (state directory, default <repo>/.sandbox), SANDBOX_FREE_PORTS=1,
@@ -70,6 +71,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=control.READY_TIMEOUT,
         help="seconds to wait for everything to answer (default %(default)g)",
     )
+    start.add_argument(
+        "--with-sluice",
+        action="store_true",
+        help="also run Sluice's five services against the stack (logs in <dir>/logs/sluice-*.log)",
+    )
+    start.add_argument(
+        "--sluice-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a variable for Sluice's services (repeatable; implies --with-sluice)",
+    )
     commands.add_parser("down", help="stop everything up started")
     commands.add_parser("status", help="show what runs")
     return parser.parse_args(argv)
@@ -82,11 +95,24 @@ def main(argv: list[str] | None = None) -> int:
             if not args.pod_network.subnet_of(ipaddress.IPv4Network("127.0.0.0/8")):
                 print("sandbox: --pod-network must be inside 127.0.0.0/8", file=sys.stderr)
                 return 2
+            sluice_env: dict[str, str] | None = None
+            if args.with_sluice or args.sluice_env:
+                sluice_env = {}
+                for item in args.sluice_env:
+                    name, sep, value = item.partition("=")
+                    if not sep or not name:
+                        print(
+                            f"sandbox: --sluice-env expects NAME=VALUE, got {item!r}",
+                            file=sys.stderr,
+                        )
+                        return 2
+                    sluice_env[name] = value
             return control.up(
                 args.dir,
                 free_ports=args.free_ports,
                 pod_network=args.pod_network,
                 timeout=args.timeout,
+                sluice_env=sluice_env,
             )
         case "down":
             return control.down(args.dir)

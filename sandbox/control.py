@@ -181,9 +181,11 @@ def up(
     pod_network: ipaddress.IPv4Network = stack.DEFAULT_POD_NETWORK,
     timeout: float = READY_TIMEOUT,
     out: TextIO = sys.stdout,
+    sluice_env: Mapping[str, str] | None = None,
 ) -> int:
     """Start the stack in the background and return once everything answers (0), or say that
-    it already runs (0); 1 with a message naming the component and its log when it fails."""
+    it already runs (0); 1 with a message naming the component and its log when it fails.
+    With ``sluice_env`` (even empty) Sluice's five services run too, with those variables."""
     layout = Layout(root.resolve())
     with _locked(layout):
         try:
@@ -213,7 +215,7 @@ def up(
         ports = stack.choose_ports(free_ports)
         state = State(ports, str(pod_network))
         try:
-            _start(layout, state, pod_network, timeout, out)
+            _start(layout, state, pod_network, timeout, out, sluice_env)
         except (StackError, seeding.SeedError, sandbox_prometheus.PrometheusError, OSError) as e:
             print(f"sandbox: {e}", file=sys.stderr)
             print("sandbox: stopping what was started", file=sys.stderr)
@@ -237,7 +239,12 @@ def up(
 
 
 def _start(
-    layout: Layout, state: State, pod_network: ipaddress.IPv4Network, timeout: float, out: TextIO
+    layout: Layout,
+    state: State,
+    pod_network: ipaddress.IPv4Network,
+    timeout: float,
+    out: TextIO,
+    sluice_env: Mapping[str, str] | None = None,
 ) -> None:
     ports = state.ports
     layout.kubeconfig.unlink(missing_ok=True)
@@ -253,26 +260,33 @@ def _start(
         waiting = [by_name[n] for n in component.needs if n not in ready]
         _wait_ready(waiting, state, deadline, timeout, out)
         ready.update(c.name for c in waiting)
-        log = layout.log(component.name)
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with log.open("a") as f:
-            stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-            f.write(f"--- sandbox up {stamp}: {shlex.join(component.argv)}\n")
-        try:
-            handle = processes.spawn(
-                component.argv, log, {**base_env, **component.env}, stack.REPO_ROOT
-            )
-        except OSError as e:
-            raise StackError(f"cannot start {component.name} ({component.argv[0]}): {e}") from e
-        state.running.append(
-            Running(component.name, handle, str(log), component.url, component.argv)
-        )
-        state.save(layout)
+        _spawn(layout, state, component, base_env)
     _wait_ready([c for c in components if c.name not in ready], state, deadline, timeout, out)
 
     seeding.seed(by_name["kube"].url, ports)
     _wait_ready(stack.wiring(ports, started_at), state, deadline, timeout, out)
+    if sluice_env is not None:
+        services = stack.sluice_plan(layout, ports, sluice_env)
+        for component in services:
+            _spawn(layout, state, component, base_env)
+        _wait_ready(services, state, deadline, timeout, out)
     _write_atomic(layout.env, stack.render_env(stack.environment(layout, ports, pod_network)))
+
+
+def _spawn(layout: Layout, state: State, component: Component, base_env: dict[str, str]) -> None:
+    log = layout.log(component.name)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as f:
+        stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        f.write(f"--- sandbox up {stamp}: {shlex.join(component.argv)}\n")
+    try:
+        handle = processes.spawn(
+            component.argv, log, {**base_env, **component.env}, stack.REPO_ROOT
+        )
+    except OSError as e:
+        raise StackError(f"cannot start {component.name} ({component.argv[0]}): {e}") from e
+    state.running.append(Running(component.name, handle, str(log), component.url, component.argv))
+    state.save(layout)
 
 
 def _stop(layout: Layout, state: State, out: TextIO) -> None:

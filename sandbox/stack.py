@@ -46,7 +46,14 @@ DEFAULT_PORTS: Mapping[str, int] = {
     "gateway": 9080,  # APISIX's data plane
     "gateway_metrics": 9091,  # APISIX's prometheus export server
     "proxy": 3128,
-    "loadtester": 8080,  # reserved for the webhook-runner's loadtester API
+    "loadtester": 8080,  # the webhook-runner's loadtester API (Service flagger-loadtester.test)
+}
+
+# Sluice's services, started by ``up --with-sluice`` as processes of the stack (the sandbox
+# imports nothing of Sluice: it runs ``python -m services.<name>``), each with its health port.
+SLUICE_SERVICES = ("watcher", "analyzer", "traffic_shifter", "webhook_runner", "notifier")
+SLUICE_HEALTH_PORTS: Mapping[str, int] = {
+    f"sluice_{name}": 8081 + index for index, name in enumerate(SLUICE_SERVICES)
 }
 
 
@@ -101,7 +108,7 @@ def choose_ports(free_ports: bool = False) -> dict[str, int]:
     held: list[socket.socket] = []
     ports: dict[str, int] = {}
     try:
-        for name, default in DEFAULT_PORTS.items():
+        for name, default in {**DEFAULT_PORTS, **SLUICE_HEALTH_PORTS}.items():
             for candidate in (0,) if free_ports else (default, 0):
                 sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -187,6 +194,40 @@ def plan(
             url=url["proxy"],
         ),
     ]
+
+
+def sluice_plan(
+    layout: Layout, ports: Mapping[str, int], extra_env: Mapping[str, str]
+) -> list[Component]:
+    """Sluice's five services against this stack: its NATS, Kubernetes API, Prometheus and the
+    loadtester port; ``extra_env`` (e.g. a Slack URL) goes to every one of them."""
+    proxy_url = f"http://{HOST}:{ports['proxy']}"
+    env = {
+        "SLUICE_NATS_URL": f"nats://{HOST}:{ports['nats']}",
+        "SLUICE_KUBECONFIG": str(layout.kubeconfig),
+        "SLUICE_PROMETHEUS_URL": f"http://{HOST}:{ports['prometheus']}",
+        "SLUICE_LOADTESTER_PORT": str(ports["loadtester"]),
+        "SLUICE_LOADTESTER_HOST": HOST,
+        # the webhook-runner reaches flagger-loadtester.test and apisix-gateway.apisix by name
+        "HTTP_PROXY": proxy_url,
+        "http_proxy": proxy_url,
+        "NO_PROXY": f"{HOST},localhost",
+        "no_proxy": f"{HOST},localhost",
+        **extra_env,
+    }
+    components = []
+    for name in SLUICE_SERVICES:
+        port = ports[f"sluice_{name}"]
+        components.append(
+            Component(
+                f"sluice-{name.replace('_', '-')}",
+                (sys.executable, "-m", f"services.{name}"),
+                readiness.HttpAnswers(f"http://{HOST}:{port}/readyz"),
+                env={**env, "SLUICE_HEALTH_PORT": str(port)},
+                url=f"http://{HOST}:{port}/metrics",
+            )
+        )
+    return components
 
 
 def prometheus_config(ports: Mapping[str, int]) -> str:
