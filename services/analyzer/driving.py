@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 Hook = analysis_model.WebhookType
 
 
+class InvalidCanary(errors.InvalidInput):
+    """The Canary does not validate: nothing to analyse until it is fixed (it was told)."""
+
+
 class Observations(Protocol):
     async def canary(self, namespace: str, name: str) -> messages.CanaryObservation | None: ...
 
@@ -88,12 +92,16 @@ class Driver:
         self.writer = writer
         self.command_timeout_s = command_timeout_s
         self.on_checked = on_checked
+        self._reported: set[tuple[str, str, str]] = set()  # invalid canary versions told
 
     async def take_step(self, ref: messages.CanaryRef, now_ms: int) -> canary_model.Canary | None:
         """One step; the canary with its new status (None when it does not exist any more)."""
         observed = await self.observations.canary(ref.namespace, ref.name)
-        if observed is None or observed.canary is None:
+        if observed is None:
             return None
+        if observed.canary is None:
+            await self._invalid(ref, observed)
+            raise InvalidCanary(f"{ref.name}.{ref.namespace} is invalid")
         canary = observed.canary
         target = canary.spec.target_ref.name
         ctx = machine.Context(
@@ -122,6 +130,27 @@ class Driver:
         if outcome.status != ctx.status:
             await self.writer.write(canary, observed.resource_version, outcome.status)
         return msgspec.structs.replace(canary, status=outcome.status)
+
+    async def _invalid(self, ref: messages.CanaryRef, observed: messages.CanaryObservation) -> None:
+        """Say once per version of an invalid Canary what is wrong, as ``sluice validate`` does."""
+        key = (ref.namespace, ref.name, observed.resource_version)
+        if key in self._reported:
+            return
+        problems = observed.problems or ["invalid"]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        event = messages.Halted(
+            canary=ref,
+            target=ref.name,
+            severity=messages.Severity.WARN,
+            reason="invalid canary",
+            failed_checks=0,
+            counted=False,
+            message=f"Canary {ref.name}.{ref.namespace} is invalid: {problems[0]}{more}",
+        )
+        msg_id = event_id(ref, observed.resource_version, 0, "invalid")
+        subject = messages.event_subject(ref.namespace, ref.name, messages.event_kind(event))
+        await bus.publish(self.rt, subject, event, msg_id=msg_id)
+        self._reported.add(key)
 
     # --- effects ---
 

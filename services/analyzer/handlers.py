@@ -18,6 +18,7 @@ from services.analyzer import driving, recording
 log = logging.getLogger(__name__)
 
 MAX_REPORTED_ERROR_CHARS = 300
+INVALID_RETRY_S = 30.0  # an invalid Canary is looked at again after this
 CONFLICT_RETRY_S = 0.2  # another replica committed first: take the step again from its state
 
 
@@ -62,6 +63,9 @@ class Analyzer:
             return None
         try:
             canary = await self.driver.take_step(ref, messages.now_ms())
+        except driving.InvalidCanary:
+            # told once per version of the Canary; a fixed Canary is analysed again
+            return consuming.Later(INVALID_RETRY_S)
         except errors.Conflict as exc:
             log.info(
                 "step of %s.%s lost a race (%s); taking it again",

@@ -40,7 +40,7 @@ from typing import Any, Literal
 
 import prometheus_client as prom
 
-from libs import errors, lifecycle, messages
+from libs import bus, errors, lifecycle, messages
 from libs.adapters import informers
 from services.watcher import objects, observing, revisions
 
@@ -350,6 +350,11 @@ class Reconciler:
             )
             if self._said.get(key) != notice:
                 self.invalid.labels(namespace=namespace).inc()
+                # wake the analyzer: it tells the canary's owners what is wrong (an event)
+                hint = messages.RevisionDetected(
+                    canary=messages.CanaryRef(namespace=namespace, name=name)
+                )
+                await bus.publish_event(self.rt, hint)
             self._say_once(key, notice)
             self._index_configs(key, set())
             return

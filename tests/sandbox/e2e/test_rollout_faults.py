@@ -215,3 +215,30 @@ async def test_a_canary_that_never_becomes_ready_is_rolled_back(
     assert rolled_back[0].startswith("Rolling back podinfo.stuck progress deadline exceeded")
     assert "Canary failed! Scaling down podinfo.stuck" in recorder.messages("phase_changed")
     valid(recorder.events)
+
+
+async def test_an_invalid_canary_is_told_what_is_wrong(
+    stack: support.Stack, service: ServiceFactory, nc: Client
+) -> None:
+    """The CRD accepts a canary without routeRef; Sluice's validation names what it needs."""
+    await start(stack, service)
+    recorder = await record(nc, "invalid")
+    docs = list(yaml.safe_load_all(manifests("invalid")))
+    del docs[3]["spec"]["routeRef"]
+    await stack.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
+
+    async def told() -> list[str]:
+        return [m for m in recorder.messages("halted") if "is invalid" in m]
+
+    seen = await support.poll(told, bool, timeout=60, what="the invalid-canary warning")
+    assert seen[0] == (
+        "Canary podinfo.invalid is invalid: podinfo (Canary, invalid): spec.routeRef: required "
+        "field missing (provider apisix needs the ApisixRoute to copy)"
+    )
+
+    async def described() -> str:
+        return (await stack.kubectl("describe", "canary", "podinfo", "-n", "invalid")).stdout
+
+    text = await support.poll(described, lambda out: "Warning" in out, timeout=30, what="describe")
+    assert "spec.routeRef: required field missing" in text
+    valid(recorder.events)
