@@ -16,7 +16,7 @@ UV_VERSION := 0.13.9
 # `make lock LOCK_FLAGS='--upgrade-package nats-py'` upgrades one package.
 LOCK_FLAGS ?= --upgrade
 
-.PHONY: setup lock test test-unit lint fmt dev schemas crds sandbox-up sandbox-down fuzz bench clean
+.PHONY: setup lock test test-unit lint fmt dev demo schemas crds sandbox-up sandbox-down fuzz bench clean
 
 setup: $(STAMP)
 	@./scripts/ensure-system-tools.sh
@@ -60,6 +60,12 @@ crds: setup
 
 dev: setup
 	$(PY) -m scripts.dev
+
+# Flagger's APISIX tutorial end to end on a sandbox of its own: a good revision promoted, a
+# faulty one rolled back (~4 minutes), e.g. DEMO_ARGS="--keep" to leave the stack running.
+DEMO_ARGS ?=
+demo: setup
+	$(PY) -m scripts.demo $(DEMO_ARGS)
 
 sandbox-up: setup
 	$(PY) -m sandbox up --with-sluice
