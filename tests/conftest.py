@@ -14,6 +14,7 @@ pytest_plugins = [
     "tests.fixtures.prometheus",
     "tests.fixtures.runtime",
     "tests.fixtures.services",
+    "tests.fixtures.sinks",
 ]
 
 LEAK_GRACE_S = 1.0

@@ -5,63 +5,21 @@ secret reaches a log line."""
 from __future__ import annotations
 
 import asyncio
-import json
 import pathlib
-from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
-from aiohttp import web
 from nats.aio.client import Client
 
 from libs import messages
 from tests.fixtures import services
 from tests.fixtures.nats import NatsServer
 from tests.fixtures.services import ServiceFactory
+from tests.fixtures.sinks import Sink
 
 pytestmark = pytest.mark.integration
 
 CANARY = messages.CanaryRef(namespace="test", name="podinfo")
-SECRET = services.secret("T000/B000/XXXXsecretXXXX")
-
-
-class Sink:
-    """A chat tool's incoming-webhook endpoint: records every body it receives."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict[str, Any]] = []
-        self.paths: list[str] = []
-        self.status = 200
-        self.changed = asyncio.Event()
-        self.url = ""
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.paths.append(request.path_qs)
-        self.bodies.append(json.loads(await request.read()))
-        self.changed.set()
-        return web.Response(status=self.status, text="ok")
-
-    async def wait_for(self, count: int, timeout: float = 20.0) -> None:
-        async with asyncio.timeout(timeout):
-            while len(self.bodies) < count:
-                self.changed.clear()
-                await self.changed.wait()
-
-
-@pytest.fixture
-async def sink() -> AsyncIterator[Sink]:
-    s = Sink()
-    app = web.Application()
-    app.router.add_post("/{tail:.*}", s.handle)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    s.url = f"http://127.0.0.1:{runner.addresses[0][1]}/services/{SECRET}"
-    try:
-        yield s
-    finally:
-        await runner.cleanup()
+SECRET = services.secret("T000/B000/XXXXsecretXXXX")  # in the sink's URL
 
 
 async def publish(nc: Client, event: messages.EventBase) -> None:

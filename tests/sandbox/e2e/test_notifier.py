@@ -8,51 +8,22 @@ import base64
 import copy
 import json
 import re
-from collections.abc import AsyncIterator
 from typing import Any
 
 import nats
 import pytest
 import yaml
-from aiohttp import web
 
 from libs import messages
 from tests.fixtures import services
 from tests.fixtures.services import ServiceFactory, ServiceProcess
+from tests.fixtures.sinks import Sink
 from tests.sandbox.e2e import support
 
 pytestmark = pytest.mark.e2e
 
 CANARY = messages.CanaryRef(namespace="test", name="podinfo")
 TOKEN = services.secret("xoxb-sandbox-token-do-not-log")
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.requests: list[tuple[str, dict[str, str], dict[str, Any]]] = []
-        self.url = ""
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.requests.append(
-            (request.path, dict(request.headers), json.loads(await request.read()))
-        )
-        return web.Response(text="ok")
-
-
-@pytest.fixture
-async def sink() -> AsyncIterator[Sink]:
-    s = Sink()
-    app = web.Application()
-    app.router.add_post("/{tail:.*}", s.handle)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    s.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    try:
-        yield s
-    finally:
-        await runner.cleanup()
 
 
 def seed_canary(alerts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -154,7 +125,7 @@ async def test_per_canary_alerts_use_the_alert_providers_secret(
         "kind": "Secret",
         "metadata": {"name": "on-call-url", "namespace": "test"},
         "data": {
-            "address": base64.b64encode(f"{sink.url}/hooks/on-call".encode()).decode(),
+            "address": base64.b64encode(f"{sink.base_url}/hooks/on-call".encode()).decode(),
             "token": base64.b64encode(TOKEN.encode()).decode(),
         },
     }
@@ -174,7 +145,7 @@ async def test_per_canary_alerts_use_the_alert_providers_secret(
             "apiVersion": "flagger.app/v1beta1",
             "kind": "AlertProvider",
             "metadata": {"name": "dev", "namespace": "test"},
-            "spec": {"type": "msteams", "address": f"{sink.url}/webhookb2/dev"},
+            "spec": {"type": "msteams", "address": f"{sink.base_url}/webhookb2/dev"},
         },
     ]
     alerts = [
@@ -199,11 +170,11 @@ async def test_per_canary_alerts_use_the_alert_providers_secret(
     )
 
     async def received() -> int:
-        return len(sink.requests)
+        return len(sink.received)
 
     await support.poll(received, lambda n: n >= 3, timeout=30, what="alerts")
-    slack = [(headers, body) for path, headers, body in sink.requests if path == "/hooks/on-call"]
-    teams = [body for path, _, body in sink.requests if path == "/webhookb2/dev"]
+    slack = [(r.headers, r.body) for r in sink.received if r.path == "/hooks/on-call"]
+    teams = [r.body for r in sink.received if r.path == "/webhookb2/dev"]
     assert len(slack) == 1  # error only: the rollback
     headers, body = slack[0]
     assert headers["Authorization"] == f"Bearer {TOKEN}"

@@ -6,46 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import yaml
-from aiohttp import web
 
 from tests.fixtures.services import ServiceFactory, ServiceProcess
+from tests.fixtures.sinks import Sink
 from tests.sandbox.e2e import support
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 SERVICES = ("watcher", "analyzer", "traffic_shifter", "webhook_runner", "notifier")
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.texts: list[str] = []
-        self.url = ""
-
-    async def handle(self, request: web.Request) -> web.Response:
-        body = json.loads(await request.read())
-        self.texts.append(body["attachments"][0]["text"])
-        return web.Response(text="ok")
-
-
-@pytest.fixture
-async def sink() -> AsyncIterator[Sink]:
-    s = Sink()
-    app = web.Application()
-    app.router.add_post("/{tail:.*}", s.handle)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    s.url = f"http://127.0.0.1:{runner.addresses[0][1]}/slack"
-    try:
-        yield s
-    finally:
-        await runner.cleanup()
 
 
 async def start_sluice(
@@ -135,7 +107,7 @@ async def test_the_seed_promotes_a_good_revision_and_rolls_back_a_faulty_one(
     assert "Rolling back podinfo.test failed checks threshold reached 3" in described
     assert "Canary failed! Scaling down podinfo.test" in described
     assert "advancement success rate" in described
-    assert any("Canary failed" in text or "Rolling back" in text for text in sink.texts)
+    assert any("Canary failed" in text or "Rolling back" in text for text in sink.texts())
     primary_env = await stack.kubectl(
         "get",
         "deployment",
