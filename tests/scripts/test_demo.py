@@ -17,13 +17,13 @@ import pytest
 
 from libs import messages
 from sandbox import control, processes, stack
-from scripts import demo
+from scripts.demo import chat, cli, cluster, display, outcome, snapshot, tutorial
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 REF = messages.CanaryRef(namespace="test", name="podinfo")
-GOOD = demo.Container(demo.GOOD_IMAGE, {"PODINFO_UI_COLOR": "#34577c"})
-FAULTY = demo.Container(
-    demo.FAULTY_IMAGE, {"PODINFO_UI_COLOR": "#34577c", "SANDBOX_ERROR_RATE": "0.5"}
+GOOD = outcome.Container(tutorial.GOOD_IMAGE, {"PODINFO_UI_COLOR": "#34577c"})
+FAULTY = outcome.Container(
+    tutorial.FAULTY_IMAGE, {"PODINFO_UI_COLOR": "#34577c", "SANDBOX_ERROR_RATE": "0.5"}
 )
 CANARY_OBJECT = {
     "spec": {
@@ -40,9 +40,9 @@ CANARY_OBJECT = {
 }
 
 
-def board_at(started: float = 1000.0) -> tuple[demo.Board, list[str]]:
+def board_at(started: float = 1000.0) -> tuple[snapshot.Board, list[str]]:
     lines: list[str] = []
-    return demo.Board(started=started, out=lines.append), lines
+    return snapshot.Board(started=started, out=lines.append), lines
 
 
 def metric(name: str, value: float | None, passed: bool, **limits: float) -> messages.MetricChecked:
@@ -83,7 +83,7 @@ def test_a_snapshot_renders_weight_phase_metrics_events_and_slack() -> None:
     )
     board.chat(slack_body("New revision detected! Scaling up podinfo.test"), now=1022.0)
 
-    text = demo.render_text(board, width=110, now=1083.0)
+    text = display.render_text(board, width=110, now=1083.0)
 
     assert "rollout 1 of 2: a good revision (podinfo:6.0.1)" in text
     assert "30/50%" in text
@@ -103,7 +103,7 @@ def test_a_snapshot_renders_weight_phase_metrics_events_and_slack() -> None:
 
 def test_only_the_newest_entries_are_shown_with_a_count_of_the_rest() -> None:
     board, _ = board_at()
-    for i in range(demo.SHOWN_EVENTS + 3):
+    for i in range(display.SHOWN_EVENTS + 3):
         board.event(
             messages.Halted(
                 canary=REF,
@@ -113,28 +113,28 @@ def test_only_the_newest_entries_are_shown_with_a_count_of_the_rest() -> None:
                 failed_checks=i + 1,
             )
         )
-    text = demo.render_text(board, width=110)
+    text = display.render_text(board, width=110)
     # the panel's rows include the "earlier" line
     assert "… 4 earlier" in text
     assert "90.30%" not in text
     assert "90.40% < 99%" in text
-    assert f"{90 + (demo.SHOWN_EVENTS + 2) / 10:.2f}% < 99%" in text
-    assert board.failed_checks == demo.SHOWN_EVENTS + 3
+    assert f"{90 + (display.SHOWN_EVENTS + 2) / 10:.2f}% < 99%" in text
+    assert board.failed_checks == display.SHOWN_EVENTS + 3
 
 
 def test_fewer_entries_than_rows_are_all_shown() -> None:
     board, _ = board_at()
     for i in range(5):
         board.chat(slack_body(f"message {i}"), now=board.started + i)
-    text = demo.render_text(board, width=80, height=40)
+    text = display.render_text(board, width=80, height=40)
     assert all(f"0:0{i} message {i}" in text for i in range(5))
     assert "earlier" not in text
 
 
 def test_the_weight_bar_reads_without_colours() -> None:
-    assert demo.weight_bar(20, 50, width=10).plain == "━━━━──────"
-    assert demo.weight_bar(0, 50, width=10).plain == "─" * 10
-    assert demo.weight_bar(70, 50, width=10).plain == "━" * 10
+    assert display.weight_bar(20, 50, width=10).plain == "━━━━──────"
+    assert display.weight_bar(0, 50, width=10).plain == "─" * 10
+    assert display.weight_bar(70, 50, width=10).plain == "━" * 10
 
 
 @pytest.mark.parametrize("height", [24, 40, 60])
@@ -151,7 +151,7 @@ def test_the_live_view_fits_the_terminal(height: int) -> None:
             ),
             now=at,
         )
-    text = demo.render_text(board, width=80, height=height, now=board.started + 754)
+    text = display.render_text(board, width=80, height=height, now=board.started + 754)
     assert len(text.splitlines()) <= height
     assert "12:34 elapsed" in text
     assert " 0:39 step 39 xxx" in text  # the time column keeps its width
@@ -200,7 +200,7 @@ def test_events_update_the_board_and_print_plain_lines() -> None:
 def test_the_described_events_are_the_ones_the_notifier_records() -> None:
     from services.notifier import kubeevents
 
-    assert demo.NOT_DESCRIBED == kubeevents.NOT_RECORDED
+    assert snapshot.NOT_DESCRIBED == kubeevents.NOT_RECORDED
 
 
 def test_the_canary_object_sets_limits_thresholds_and_status() -> None:
@@ -208,14 +208,14 @@ def test_the_canary_object_sets_limits_thresholds_and_status() -> None:
     board.canary(CANARY_OBJECT)
     assert (board.max_weight, board.threshold) == (50, 10)
     assert (board.weight, board.failed_checks, board.phase) == (30, 1, "Progressing")
-    assert demo.threshold_text(board.metrics["request-success-rate"]) == "≥ 99%"
-    assert demo.threshold_text(board.metrics["request-duration"]) == "≤ 500ms"
+    assert snapshot.threshold_text(board.metrics["request-success-rate"]) == "≥ 99%"
+    assert snapshot.threshold_text(board.metrics["request-duration"]) == "≤ 500ms"
     board.canary(CANARY_OBJECT)
     assert len([line for line in lines if "phase" in line]) == 1  # printed once per change
 
 
 def test_slack_messages_are_read_from_flaggers_payload() -> None:
-    text, colour = demo.slack_text(
+    text, colour = chat.slack_text(
         slack_body(
             "Rolling back podinfo.test &lt;threshold&gt; &amp; more",
             "danger",
@@ -226,19 +226,19 @@ def test_slack_messages_are_read_from_flaggers_payload() -> None:
         "Rolling back podinfo.test <threshold> & more · Reason: failed checks threshold reached 10"
     )
     assert colour == "danger"
-    assert demo.slack_text({"text": "not slack"}) == ('{"text": "not slack"}', "")
+    assert chat.slack_text({"text": "not slack"}) == ('{"text": "not slack"}', "")
 
 
 # ----------------------------------------------------------------------------- outcomes
 
 
 def test_a_promotion_needs_succeeded_and_the_good_image_on_the_primary() -> None:
-    ok = demo.judge_promotion("Succeeded", GOOD)
+    ok = outcome.judge_promotion("Succeeded", GOOD)
     assert ok.ok
     assert ok.line.startswith("promoted: rollout 1 ended Succeeded")
 
-    failed = demo.judge_promotion(
-        "Failed", demo.Container("ghcr.io/stefanprodan/podinfo:6.0.0", {})
+    failed = outcome.judge_promotion(
+        "Failed", outcome.Container("ghcr.io/stefanprodan/podinfo:6.0.0", {})
     )
     assert not failed.ok
     assert failed.line == (
@@ -246,24 +246,24 @@ def test_a_promotion_needs_succeeded_and_the_good_image_on_the_primary() -> None
         "ghcr.io/stefanprodan/podinfo:6.0.1; got phase Failed with podinfo-primary running "
         "ghcr.io/stefanprodan/podinfo:6.0.0"
     )
-    assert not demo.judge_promotion("Succeeded", FAULTY).ok
+    assert not outcome.judge_promotion("Succeeded", FAULTY).ok
 
 
 def test_a_rollback_needs_failed_and_the_primary_unchanged() -> None:
-    ok = demo.judge_rollback("Failed", GOOD, GOOD)
+    ok = outcome.judge_rollback("Failed", GOOD, GOOD)
     assert ok.ok
     assert ok.line == (
         "rolled back: rollout 2 ended Failed; podinfo-primary still runs "
         "ghcr.io/stefanprodan/podinfo:6.0.1"
     )
-    promoted = demo.judge_rollback("Succeeded", GOOD, FAULTY)
+    promoted = outcome.judge_rollback("Succeeded", GOOD, FAULTY)
     assert not promoted.ok
     assert promoted.line == (
         "rollout 2 (faulty revision): expected phase Failed with podinfo-primary unchanged "
         "(ghcr.io/stefanprodan/podinfo:6.0.1); got phase Succeeded with podinfo-primary running "
         "ghcr.io/stefanprodan/podinfo:6.0.2 with SANDBOX_ERROR_RATE=0.5"
     )
-    assert not demo.judge_rollback("Failed", GOOD, FAULTY).ok
+    assert not outcome.judge_rollback("Failed", GOOD, FAULTY).ok
 
 
 def test_the_primary_container_is_read_from_the_deployment() -> None:
@@ -275,7 +275,7 @@ def test_the_primary_container_is_read_from_the_deployment() -> None:
                         {"name": "sidecar", "image": "other"},
                         {
                             "name": "podinfod",
-                            "image": demo.FAULTY_IMAGE,
+                            "image": tutorial.FAULTY_IMAGE,
                             "env": [{"name": "SANDBOX_ERROR_RATE", "value": "0.5"}],
                         },
                     ]
@@ -283,17 +283,17 @@ def test_the_primary_container_is_read_from_the_deployment() -> None:
             }
         }
     }
-    assert demo.Container.of(deployment) == demo.Container(
-        demo.FAULTY_IMAGE, {"SANDBOX_ERROR_RATE": "0.5"}
+    assert outcome.Container.of(deployment) == outcome.Container(
+        tutorial.FAULTY_IMAGE, {"SANDBOX_ERROR_RATE": "0.5"}
     )
-    assert demo.Container.of({}) == demo.Container("", {})
+    assert outcome.Container.of({}) == outcome.Container("", {})
 
 
 def test_the_summary_says_what_happened_how_long_it_took_and_the_latency() -> None:
-    report = demo.Report(
+    report = outcome.Report(
         verdicts=[
-            demo.judge_promotion("Succeeded", GOOD),
-            demo.judge_rollback("Failed", GOOD, GOOD),
+            outcome.judge_promotion("Succeeded", GOOD),
+            outcome.judge_rollback("Failed", GOOD, GOOD),
         ],
         timings={"sandbox up": 7.3, "rollout 1": 91.0},
         revision_latency_s=0.093,
@@ -301,7 +301,7 @@ def test_the_summary_says_what_happened_how_long_it_took_and_the_latency() -> No
         wall_s=237.4,
     )
     assert report.ok
-    lines = demo.summary(report)
+    lines = outcome.summary(report)
     assert lines[0].startswith("promoted: ")
     assert lines[1].startswith("rolled back: ")
     assert "wall time: 3m57s (sandbox up 7.3s, rollout 1 1m31s)" in lines
@@ -310,14 +310,14 @@ def test_the_summary_says_what_happened_how_long_it_took_and_the_latency() -> No
 
     report.failure = "rollout 2: expected the canary to end Failed within 180s; ..."
     assert not report.ok
-    lines = demo.summary(report)
+    lines = outcome.summary(report)
     assert f"FAILED: {report.failure}" in lines
     assert lines[-1] == "demo FAILED"
-    assert not demo.Report(verdicts=[demo.judge_promotion("Succeeded", GOOD)]).ok
+    assert not outcome.Report(verdicts=[outcome.judge_promotion("Succeeded", GOOD)]).ok
 
 
 def test_keep_prints_how_to_use_and_stop_the_stack(tmp_path: pathlib.Path) -> None:
-    lines = demo.keep_instructions(tmp_path)
+    lines = outcome.keep_instructions(tmp_path)
     assert f"  source {tmp_path}/env" in lines
     assert "  kubectl get canaries -n test" in lines
     assert "  kubectl describe canary podinfo -n test" in lines
@@ -325,7 +325,7 @@ def test_keep_prints_how_to_use_and_stop_the_stack(tmp_path: pathlib.Path) -> No
 
 
 def test_children_do_not_inherit_another_sandbox_or_sluice_settings() -> None:
-    env = demo.child_environment(
+    env = cluster.child_environment(
         {
             "PATH": "/usr/bin",
             "HOME": "/root",
@@ -343,17 +343,17 @@ def test_children_do_not_inherit_another_sandbox_or_sluice_settings() -> None:
 
 def test_a_pod_network_whose_pods_listen_is_in_use() -> None:
     network = ipaddress.IPv4Network("127.39.0.0/16")
-    assert not demo.network_in_use(network, probes=4)
+    assert not cluster.network_in_use(network, probes=4)
     with socket.socket() as pod:
-        pod.bind(("127.39.0.4", demo.POD_PORT))
+        pod.bind(("127.39.0.4", cluster.POD_PORT))
         pod.listen()
-        assert demo.network_in_use(network, probes=4)
-    assert demo.random_pod_network().subnet_of(ipaddress.IPv4Network("127.0.0.0/8"))
+        assert cluster.network_in_use(network, probes=4)
+    assert cluster.random_pod_network().subnet_of(ipaddress.IPv4Network("127.0.0.0/8"))
 
 
 async def test_the_chat_sink_records_what_is_posted() -> None:
     seen: list[object] = []
-    sink = demo.ChatSink(seen.append)
+    sink = chat.ChatSink(seen.append)
     url = await sink.start()
     try:
         assert url.startswith("http://127.0.0.1:")
@@ -370,7 +370,7 @@ def test_a_state_directory_in_use_is_refused(
     tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "state.json").write_text("{}")
-    assert demo.main(["--dir", str(tmp_path)]) == 2
+    assert cli.main(["--dir", str(tmp_path)]) == 2
     assert "not a new or empty directory" in capsys.readouterr().err
 
 
