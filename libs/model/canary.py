@@ -186,6 +186,17 @@ class Condition(meta.Model, frozen=True):
     last_update_time: str | None = None
 
 
+class MetricStatus(meta.Model, frozen=True):
+    """A metric's last measured value against its threshold (Sluice adds it to the status;
+    Flagger users ask for it)."""
+
+    name: str
+    value: float | None = None  # None: no values found
+    min: float | None = None
+    max: float | None = None
+    passed: bool = False
+
+
 class CanaryStatus(meta.Model, frozen=True):
     """``status`` of a Canary, written by the analyzer through the status subresource."""
 
@@ -202,6 +213,7 @@ class CanaryStatus(meta.Model, frozen=True):
     primary_session_affinity_cookie: str | None = None
     previous_session_affinity_cookie: str | None = None
     conditions: tuple[Condition, ...] = ()
+    metrics: tuple[MetricStatus, ...] = ()  # the last analysis step's measurements
 
     def checksum(self) -> str:
         """What webhooks get as ``checksum``: it changes when the applied spec or a tracked

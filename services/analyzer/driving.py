@@ -56,6 +56,29 @@ class StatusWriter(Protocol):
         """Compare-and-set: a stale ``resource_version`` raises ``errors.Conflict``."""
         ...
 
+    async def mark_invalid(
+        self, ref: messages.CanaryRef, resource_version: str, message: str
+    ) -> None:
+        """Set the ``Valid`` condition to False with ``message`` (the spec does not validate)."""
+        ...
+
+
+def _validated(status: canary_model.CanaryStatus, now_ms: int) -> canary_model.CanaryStatus:
+    """A Canary that validates again: its ``Valid`` condition turns True."""
+    if not any(c.type == "Valid" and c.status != "True" for c in status.conditions):
+        return status
+    now = machine.rfc3339(now_ms)
+    valid = canary_model.Condition(
+        type="Valid",
+        status="True",
+        reason="Valid",
+        message="The Canary's spec is valid.",
+        last_transition_time=now,
+        last_update_time=now,
+    )
+    others = tuple(c for c in status.conditions if c.type != "Valid")
+    return msgspec.structs.replace(status, conditions=(*others, valid))
+
 
 def event_id(ref: messages.CanaryRef, resource_version: str, index: int, kind: str) -> str:
     """The same step from the same state publishes the same ids (JetStream de-duplicates)."""
@@ -127,17 +150,20 @@ class Driver:
                 event,
                 msg_id=msg_id,
             )
-        if outcome.status != ctx.status:
-            await self.writer.write(canary, observed.resource_version, outcome.status)
-        return msgspec.structs.replace(canary, status=outcome.status)
+        status = _validated(outcome.status, now_ms)
+        if status != ctx.status:
+            await self.writer.write(canary, observed.resource_version, status)
+        return msgspec.structs.replace(canary, status=status)
 
     async def _invalid(self, ref: messages.CanaryRef, observed: messages.CanaryObservation) -> None:
-        """Say once per version of an invalid Canary what is wrong, as ``sluice validate`` does."""
-        key = (ref.namespace, ref.name, observed.resource_version)
+        """Say once per version of an invalid Canary's spec what is wrong, as ``sluice
+        validate`` does: a Warning event and a ``Valid`` status condition."""
+        key = (ref.namespace, ref.name, str(observed.generation))
         if key in self._reported:
             return
         problems = observed.problems or ["invalid"]
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        await self.writer.mark_invalid(ref, observed.resource_version, "; ".join(problems))
         event = messages.Halted(
             canary=ref,
             target=ref.name,
@@ -147,7 +173,7 @@ class Driver:
             counted=False,
             message=f"Canary {ref.name}.{ref.namespace} is invalid: {problems[0]}{more}",
         )
-        msg_id = event_id(ref, observed.resource_version, 0, "invalid")
+        msg_id = event_id(ref, f"generation-{observed.generation}", 0, "invalid")
         subject = messages.event_subject(ref.namespace, ref.name, messages.event_kind(event))
         await bus.publish(self.rt, subject, event, msg_id=msg_id)
         self._reported.add(key)

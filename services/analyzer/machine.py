@@ -459,6 +459,14 @@ def _analyse(s: _Step) -> Step:
         checked = yield CheckMetrics()
         assert isinstance(checked, MetricsOutcome)
         s.events.extend(checked.checked)
+        s.update(
+            metrics=tuple(
+                canary_model.MetricStatus(
+                    name=c.metric, value=c.value, min=c.min, max=c.max, passed=c.passed
+                )
+                for c in checked.checked
+            )
+        )
         if not checked.ok:
             return _halt(s, checked.halt)
     return (yield from _advance(s))

@@ -20,6 +20,7 @@ from libs import bus, errors, lifecycle, messages
 from libs.adapters import kubernetes
 from libs.model import canary as canary_model
 from libs.model import templates
+from services.analyzer import machine
 
 T = TypeVar("T")
 
@@ -86,6 +87,45 @@ class KubeStatusWriter:
         await self.kube.patch_status(
             kubernetes.CANARIES, canary.metadata.namespace or "", canary.metadata.name or "", body
         )
+
+    async def mark_invalid(
+        self, ref: messages.CanaryRef, resource_version: str, message: str
+    ) -> None:
+        # a rare path (once per spec version): the conditions are read to keep the others
+        obj = await self.kube.get(kubernetes.CANARIES, ref.namespace, ref.name)
+        conditions = [
+            c
+            for c in ((obj.get("status") or {}).get("conditions") or [])
+            if isinstance(c, dict) and c.get("type") != "Valid"
+        ]
+        old = next(
+            (
+                c
+                for c in (obj.get("status") or {}).get("conditions") or []
+                if c.get("type") == "Valid"
+            ),
+            None,
+        )
+        if old is not None and old.get("status") == "False" and old.get("message") == message:
+            return
+        now = machine.rfc3339(messages.now_ms())
+        conditions.append(
+            {
+                "type": "Valid",
+                "status": "False",
+                "reason": "InvalidSpec",
+                "message": message,
+                "lastTransitionTime": now,
+                "lastUpdateTime": now,
+            }
+        )
+        body = {
+            "metadata": {
+                "resourceVersion": str((obj.get("metadata") or {}).get("resourceVersion", ""))
+            },
+            "status": {"conditions": conditions},
+        }
+        await self.kube.patch_status(kubernetes.CANARIES, ref.namespace, ref.name, body)
 
 
 class KubeSecrets:

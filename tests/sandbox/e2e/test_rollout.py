@@ -84,6 +84,12 @@ async def test_the_seed_promotes_a_good_revision_and_rolls_back_a_faulty_one(
         "test",
     )
     await wait_phase(stack, "Succeeded", timeout=180)
+    await support.poll(
+        lambda: stack.kubectl("describe", "canary", "podinfo", "-n", "test"),
+        lambda result: "Promotion completed!" in result.stdout,
+        timeout=30,
+        what="the promotion's Events",
+    )
     primary_image = await stack.kubectl(
         "get",
         "deployment",
@@ -99,11 +105,21 @@ async def test_the_seed_promotes_a_good_revision_and_rolls_back_a_faulty_one(
     for weight in (10, 20, 30, 40, 50):
         assert f"Advance podinfo.test canary weight {weight}" in described
     assert "Promotion completed! Scaling down podinfo.test" in described
+    metrics = {m["name"]: m for m in (await canary_status(stack)).get("metrics") or []}
+    assert metrics["request-success-rate"]["min"] == 99  # the last measurement, in the status
+    assert metrics["request-success-rate"]["passed"] is True
 
     # a faulty revision: half of its answers are errors
     await stack.kubectl("set", "env", "deployment/podinfo", "SANDBOX_ERROR_RATE=0.5", "-n", "test")
     await wait_phase(stack, "Failed", timeout=180)
-    described = (await stack.kubectl("describe", "canary", "podinfo", "-n", "test")).stdout
+
+    async def describe() -> str:
+        return (await stack.kubectl("describe", "canary", "podinfo", "-n", "test")).stdout
+
+    # the notifier writes the step's Events right after the status: wait for the last one
+    described = await support.poll(
+        describe, lambda text: "Canary failed!" in text, timeout=30, what="the rollback's Events"
+    )
     assert "Rolling back podinfo.test failed checks threshold reached 3" in described
     assert "Canary failed! Scaling down podinfo.test" in described
     assert "advancement success rate" in described

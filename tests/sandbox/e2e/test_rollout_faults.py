@@ -241,4 +241,20 @@ async def test_an_invalid_canary_is_told_what_is_wrong(
 
     text = await support.poll(described, lambda out: "Warning" in out, timeout=30, what="describe")
     assert "spec.routeRef: required field missing" in text
+
+    def condition(status: dict[str, Any]) -> dict[str, Any]:
+        return next((c for c in status.get("conditions") or [] if c["type"] == "Valid"), {})
+
+    status = await wait_for(
+        stack, "invalid", lambda s: condition(s).get("status") == "False", "Valid=False"
+    )
+    assert "spec.routeRef: required field missing" in condition(status)["message"]
+    # fixed, it is analysed: initialized, and valid again
+    await stack.kubectl("apply", "-f", "-", stdin=manifests("invalid"))
+    status = await wait_for(
+        stack,
+        "invalid",
+        lambda s: s.get("phase") == "Initialized" and condition(s).get("status") == "True",
+        "Initialized and Valid=True",
+    )
     valid(recorder.events)

@@ -501,3 +501,27 @@ def test_weight_schedules(analysis: dict[str, Any], weights: list[int]) -> None:
         if m.startswith("Advance podinfo.test canary weight")
     ]
     assert advanced == weights
+
+
+def test_each_metrics_last_value_is_kept_in_the_status() -> None:
+    ref = messages.CanaryRef(namespace="test", name="podinfo")
+    checked = (
+        messages.MetricChecked(
+            canary=ref, metric="request-success-rate", value=97.1, min=99.0, passed=False
+        ),
+        messages.MetricChecked(
+            canary=ref, metric="request-duration", value=None, max=500.0, passed=False
+        ),
+    )
+    world = World(metrics=machine.MetricsOutcome(ok=False, halt="Halt ...", checked=checked))
+    _, out = drive(
+        seed(),
+        status(Phase.PROGRESSING, canary_weight=10, last_applied_spec=REV2),
+        target=workload("podinfo", REV2),
+        world=world,
+    )
+    assert out.status.metrics == (
+        canary_model.MetricStatus(name="request-success-rate", value=97.1, min=99.0, passed=False),
+        canary_model.MetricStatus(name="request-duration", value=None, max=500.0, passed=False),
+    )
+    assert [e for e in out.events if isinstance(e, messages.MetricChecked)] == list(checked)
