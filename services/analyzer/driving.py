@@ -115,7 +115,8 @@ class Driver:
         self.writer = writer
         self.command_timeout_s = command_timeout_s
         self.on_checked = on_checked
-        self._reported: set[tuple[str, str, str]] = set()  # invalid canary versions told
+        # the spec generation of each invalid canary already told about (one entry a canary)
+        self._reported: dict[tuple[str, str], int] = {}
 
     async def take_step(self, ref: messages.CanaryRef, now_ms: int) -> canary_model.Canary | None:
         """One step; the canary with its new status (None when it does not exist any more)."""
@@ -158,8 +159,8 @@ class Driver:
     async def _invalid(self, ref: messages.CanaryRef, observed: messages.CanaryObservation) -> None:
         """Say once per version of an invalid Canary's spec what is wrong, as ``sluice
         validate`` does: a Warning event and a ``Valid`` status condition."""
-        key = (ref.namespace, ref.name, str(observed.generation))
-        if key in self._reported:
+        key = (ref.namespace, ref.name)
+        if self._reported.get(key) == observed.generation:
             return
         problems = observed.problems or ["invalid"]
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
@@ -176,7 +177,7 @@ class Driver:
         msg_id = event_id(ref, f"generation-{observed.generation}", 0, "invalid")
         subject = messages.event_subject(ref.namespace, ref.name, messages.event_kind(event))
         await bus.publish(self.rt, subject, event, msg_id=msg_id)
-        self._reported.add(key)
+        self._reported[key] = observed.generation
 
     # --- effects ---
 
