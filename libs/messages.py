@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterable
 
 import msgspec
 
@@ -156,12 +157,28 @@ class CanaryRef(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class MatchCondition(msgspec.Struct, frozen=True, kw_only=True):
-    """One A/B routing condition (Flagger ``analysis.match`` entry, flattened)."""
+    """One A/B routing condition: one header or query parameter of an ``analysis.match`` entry."""
 
-    scope: str  # "header" | "query" | "cookie"
+    scope: str  # "header" | "query"
     name: str
     op: str  # "exact" | "prefix" | "suffix" | "regex"
     value: str
+
+
+def match_groups(entries: Iterable[analysis.MatchCondition]) -> list[list[MatchCondition]]:
+    """Flagger's ``analysis.match`` as routing groups: a request matches when every condition
+    of at least one group holds (entries are OR-ed, the conditions of an entry AND-ed)."""
+    groups: list[list[MatchCondition]] = []
+    for entry in entries:
+        group = [
+            MatchCondition(scope=scope, name=name, op=op, value=value)
+            for scope, conditions in (("header", entry.headers), ("query", entry.query_params))
+            for name, condition in sorted(conditions.items())
+            for op, value in condition.operators()
+        ]
+        if group:
+            groups.append(group)
+    return groups
 
 
 # ----------------------------------------------------------------------------- events
@@ -224,10 +241,15 @@ class MetricChecked(EventBase, frozen=True, kw_only=True, tag="metric_checked"):
     """One metric measured during a step, with its value (Flagger hides these; Sluice shows them)."""
 
     metric: str
-    value: float | None = None  # None: no values found
+    value: float | None = None  # None: no values found (relative: canary minus primary)
     min: float | None = None
     max: float | None = None
     passed: bool
+    dry_run: bool = False  # measured and shown, never halts (templateVariables sluice.dryRun)
+    # relative checks (templateVariables sluice.compareTo: primary): ``value`` is the
+    # difference canary - primary, checked against thresholdRange; these are the two sides
+    canary_value: float | None = None
+    primary_value: float | None = None
 
 
 class Halted(EventBase, frozen=True, kw_only=True, tag="halted"):
@@ -270,6 +292,10 @@ class WebhookFailed(EventBase, frozen=True, kw_only=True, tag="webhook_failed"):
     error: str
 
 
+class Terminating(EventBase, frozen=True, kw_only=True, tag="terminating"):
+    """ "Terminating canary <target>.<ns>" (revertOnDeletion: the revert starts)."""
+
+
 class Terminated(EventBase, frozen=True, kw_only=True, tag="terminated"):
     """ "Terminated canary <target>.<ns>" (revertOnDeletion)."""
 
@@ -307,6 +333,7 @@ Event = (
     | PromotionCompleted
     | RolledBack
     | WebhookFailed
+    | Terminating
     | Terminated
     | GateChanged
     | DeadLettered
@@ -410,7 +437,12 @@ class SetWeights(CommandBase, frozen=True, kw_only=True, tag="set_weights"):
     service: str  # apex service name; backends are <service>-primary and <service>-canary
     primary_weight: int
     canary_weight: int
-    match: list[MatchCondition] = []  # A/B: the canary route only matches these
+    # A/B testing: only requests matching one of these groups take the canary route (see
+    # ``match_groups``); everyone else stays on the user's route, i.e. the primary
+    match: list[list[MatchCondition]] = []
+    # traffic mirroring: the percentage of the route's requests also copied to the canary
+    # (responses from the copy are discarded); 0 = no mirroring
+    mirror_percent: int = 0
 
 
 class InitializeWorkload(CommandBase, frozen=True, kw_only=True, tag="initialize_workload"):
@@ -428,6 +460,24 @@ class ScaleWorkload(CommandBase, frozen=True, kw_only=True, tag="scale_workload"
 
     workload: str
     replicas: int
+    # Flagger's scale-up from zero: the traffic-shifter chooses the replicas from the live
+    # objects (the target's if > 0, else the primary's without an HPA, else the HPA's
+    # minReplicas if > 1, else 1); ``replicas`` is then only the analyzer's estimate
+    scale_up: bool = False
+
+
+class SetFinalizer(CommandBase, frozen=True, kw_only=True, tag="set_finalizer"):
+    """Add (``present``) or remove Sluice's finalizer on the Canary (revertOnDeletion)."""
+
+    present: bool
+
+
+class RevertCanary(CommandBase, frozen=True, kw_only=True, tag="revert_canary"):
+    """A Canary with revertOnDeletion is being deleted: give the target back its replicas and
+    the apex Service back to the target's pods, so the user's route keeps serving."""
+
+    target: str
+    service: str
 
 
 class PromoteWorkload(CommandBase, frozen=True, kw_only=True, tag="promote_workload"):
@@ -437,7 +487,7 @@ class PromoteWorkload(CommandBase, frozen=True, kw_only=True, tag="promote_workl
     revision: str
 
 
-WorkloadCommand = InitializeWorkload | ScaleWorkload | PromoteWorkload
+WorkloadCommand = InitializeWorkload | ScaleWorkload | PromoteWorkload | SetFinalizer | RevertCanary
 
 
 class WebhookSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -461,7 +511,15 @@ class RunWebhook(CommandBase, frozen=True, kw_only=True, tag="run_webhook"):
     checksum: str = ""
 
 
-Command = SetWeights | InitializeWorkload | ScaleWorkload | PromoteWorkload | RunWebhook
+Command = (
+    SetWeights
+    | InitializeWorkload
+    | ScaleWorkload
+    | PromoteWorkload
+    | SetFinalizer
+    | RevertCanary
+    | RunWebhook
+)
 
 
 # ----------------------------------------------------------------------------- replies

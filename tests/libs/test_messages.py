@@ -84,6 +84,7 @@ def test_every_event_kind_round_trips_through_the_union_decoder() -> None:
         messages.WebhookFailed(
             canary=CANARY, webhook="post", type=messages.WebhookType.POST_ROLLOUT, error="500"
         ),
+        messages.Terminating(canary=CANARY),
         messages.Terminated(canary=CANARY),
         messages.GateChanged(canary=CANARY, gate="gate", open=True, by="10.0.0.7"),
         messages.DeadLettered(
@@ -113,15 +114,21 @@ def test_commands_and_replies_round_trip() -> None:
             primary_weight=90,
             canary_weight=10,
             match=[
-                messages.MatchCondition(
-                    scope="header", name="x-canary", op="exact", value="insider"
-                )
+                [
+                    messages.MatchCondition(
+                        scope="header", name="x-canary", op="exact", value="insider"
+                    )
+                ]
             ],
+            mirror_percent=50,
         ),
         messages.InitializeWorkload(
             canary=CANARY, target="podinfo", service="podinfo", port=80, target_port="http"
         ),
         messages.ScaleWorkload(canary=CANARY, workload="podinfo", replicas=0),
+        messages.ScaleWorkload(canary=CANARY, workload="podinfo", replicas=1, scale_up=True),
+        messages.SetFinalizer(canary=CANARY, present=True),
+        messages.RevertCanary(canary=CANARY, target="podinfo", service="podinfo"),
         messages.PromoteWorkload(canary=CANARY, target="podinfo", revision="abc"),
     ]
     for command in commands:

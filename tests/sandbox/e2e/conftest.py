@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
+import nats
 import pytest
+from nats.aio.client import Client
 
 from tests.sandbox.e2e import support
 
@@ -18,3 +20,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[support.Stack]:
         yield running
     finally:
         support.stop_stack_blocking(running)
+
+
+@pytest.fixture
+async def stack_nc(stack: support.Stack) -> AsyncIterator[Client]:
+    """A plain nats-py client on the stack's NATS (what a custom integration uses)."""
+    client = await nats.connect(stack.env["NATS_URL"])
+    try:
+        yield client
+    finally:
+        await client.close()

@@ -6,148 +6,32 @@ subscriber sees is valid against its JSON Schema in docs/events/."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import pathlib
-from collections.abc import AsyncIterator
 from typing import Any
 
-import jsonschema
-import nats
 import pytest
 import yaml
 from nats.aio.client import Client
 
-from tests.fixtures.services import ServiceFactory, ServiceProcess
+from tests.fixtures.services import ServiceFactory
 from tests.sandbox.e2e import support
+from tests.sandbox.e2e.rollouts import (
+    initialized,
+    manifests,
+    new_image,
+    record,
+    start,
+    valid,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
-REPO = pathlib.Path(__file__).resolve().parents[3]
-EVENT_SCHEMA = json.loads((REPO / "docs" / "events" / "event.schema.json").read_text())
-SERVICES = ("watcher", "analyzer", "traffic_shifter", "webhook_runner", "notifier")
-
-
-def manifests(namespace: str, **canary_spec: Any) -> str:
-    """The tutorial's objects in ``namespace``, on host ``<namespace>.example.com``, with a 1 s
-    analysis interval (the loadtester stays flagger-loadtester.test)."""
-    host = f"{namespace}.example.com"
-    deployment, route, canary = (
-        yaml.safe_load((support.MANIFESTS / name).read_text())
-        for name in ("podinfo-deployment.yaml", "podinfo-apisixroute.yaml", "podinfo-canary.yaml")
-    )
-    for obj in (deployment, route, canary):
-        obj["metadata"]["namespace"] = namespace
-    route["spec"]["http"][0]["match"]["hosts"] = [host]
-    analysis = canary["spec"]["analysis"]
-    analysis["interval"] = "1s"
-    for hook in analysis["webhooks"]:
-        hook["metadata"]["cmd"] = hook["metadata"]["cmd"].replace("app.example.com", host)
-    canary["spec"].update(canary_spec)
-    namespace_obj = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
-    return yaml.safe_dump_all([namespace_obj, deployment, route, canary])
-
-
-async def start(
-    stack: support.Stack, service: ServiceFactory, analyzers: int = 1
-) -> dict[str, list[ServiceProcess]]:
-    env = {
-        "SLUICE_KUBECONFIG": stack.env["KUBECONFIG"],
-        "SLUICE_PROMETHEUS_URL": stack.env["PROMETHEUS_URL"],
-        "SLUICE_LOADTESTER_PORT": stack.env["LOADTESTER_PORT"],
-        "SLUICE_MIN_INTERVAL_S": "1",
-        "HTTP_PROXY": stack.env["HTTP_PROXY"],
-        "NO_PROXY": stack.env["NO_PROXY"],
-    }
-    procs = {
-        name: [
-            service(name, stack.env["NATS_URL"], **env)
-            for _ in range(analyzers if name == "analyzer" else 1)
-        ]
-        for name in SERVICES
-    }
-    await asyncio.gather(*(p.ready() for group in procs.values() for p in group))
-    return procs
-
-
-class Recorder:
-    """A plain nats-py subscriber on sluice.events.<namespace>.>: what integrations see."""
-
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-
-    async def handle(self, msg: Any) -> None:
-        self.events.append(json.loads(msg.data))
-
-    def messages(self, kind: str) -> list[str]:
-        return [e["message"] for e in self.events if e["kind"] == kind]
-
-    def weights(self) -> list[int]:
-        return [
-            e["canary_weight"]
-            for e in self.events
-            if e["kind"] == "weight_advanced"
-            and e["message"].startswith("Advance")
-            and "canary weight" in e["message"]
-        ]
-
-
-@pytest.fixture
-async def nc(stack: support.Stack) -> AsyncIterator[Client]:
-    client = await nats.connect(stack.env["NATS_URL"])
-    try:
-        yield client
-    finally:
-        await client.close()
-
-
-async def record(nc: Client, namespace: str) -> Recorder:
-    recorder = Recorder()
-    await nc.subscribe(f"sluice.events.{namespace}.>", cb=recorder.handle)
-    return recorder
-
-
-async def phase(stack: support.Stack, namespace: str) -> dict[str, Any]:
-    out = await stack.kubectl(
-        "get", "canary", "podinfo", "-n", namespace, "-o", "json", check=False
-    )
-    return dict(json.loads(out.stdout).get("status") or {}) if out.code == 0 else {}
-
-
-async def wait_for(
-    stack: support.Stack, namespace: str, check: Any, what: str, timeout: float = 120
-) -> dict[str, Any]:
-    return await support.poll(
-        lambda: phase(stack, namespace), check, timeout=timeout, what=what, interval=0.3
-    )
-
-
-async def initialized(stack: support.Stack, namespace: str, **spec: Any) -> None:
-    await stack.kubectl("apply", "-f", "-", stdin=manifests(namespace, **spec))
-    await wait_for(stack, namespace, lambda s: s.get("phase") == "Initialized", "Initialized")
-
-
-async def new_image(stack: support.Stack, namespace: str, tag: str = "6.0.1") -> None:
-    await stack.kubectl(
-        "set",
-        "image",
-        "deployment/podinfo",
-        f"podinfod=ghcr.io/stefanprodan/podinfo:{tag}",
-        "-n",
-        namespace,
-    )
-
-
-def valid(events: list[dict[str, Any]]) -> None:
-    for event in events:
-        jsonschema.validate(event, EVENT_SCHEMA)
-
 
 async def test_a_killed_analyzer_neither_skips_nor_repeats_a_step(
-    stack: support.Stack, service: ServiceFactory, nc: Client
+    stack: support.Stack, service: ServiceFactory, stack_nc: Client
 ) -> None:
     procs = await start(stack, service)
-    recorder = await record(nc, "kill")
+    recorder = await record(stack_nc, "kill")
     await initialized(stack, "kill")
     await new_image(stack, "kill")
     await wait_for(stack, "kill", lambda s: (s.get("canaryWeight") or 0) >= 20, "weight 20")
@@ -161,10 +45,10 @@ async def test_a_killed_analyzer_neither_skips_nor_repeats_a_step(
 
 
 async def test_two_analyzers_share_the_work_and_one_may_die(
-    stack: support.Stack, service: ServiceFactory, nc: Client
+    stack: support.Stack, service: ServiceFactory, stack_nc: Client
 ) -> None:
     procs = await start(stack, service, analyzers=2)
-    recorder = await record(nc, "pair")
+    recorder = await record(stack_nc, "pair")
     await initialized(stack, "pair")
     await new_image(stack, "pair")
     await wait_for(stack, "pair", lambda s: (s.get("canaryWeight") or 0) >= 10, "weight 10")
@@ -175,10 +59,10 @@ async def test_two_analyzers_share_the_work_and_one_may_die(
 
 
 async def test_a_new_revision_mid_analysis_restarts_it(
-    stack: support.Stack, service: ServiceFactory, nc: Client
+    stack: support.Stack, service: ServiceFactory, stack_nc: Client
 ) -> None:
     await start(stack, service)
-    recorder = await record(nc, "restart")
+    recorder = await record(stack_nc, "restart")
     await initialized(stack, "restart")
     await new_image(stack, "restart", "6.0.1")
     await wait_for(stack, "restart", lambda s: (s.get("canaryWeight") or 0) >= 20, "weight 20")
@@ -201,10 +85,10 @@ async def test_a_new_revision_mid_analysis_restarts_it(
 
 
 async def test_a_canary_that_never_becomes_ready_is_rolled_back(
-    stack: support.Stack, service: ServiceFactory, nc: Client
+    stack: support.Stack, service: ServiceFactory, stack_nc: Client
 ) -> None:
     await start(stack, service)
-    recorder = await record(nc, "stuck")
+    recorder = await record(stack_nc, "stuck")
     await initialized(stack, "stuck", progressDeadlineSeconds=5)
     await stack.kubectl(
         "set", "env", "deployment/podinfo", "SANDBOX_NEVER_READY=true", "-n", "stuck"
@@ -218,11 +102,11 @@ async def test_a_canary_that_never_becomes_ready_is_rolled_back(
 
 
 async def test_an_invalid_canary_is_told_what_is_wrong(
-    stack: support.Stack, service: ServiceFactory, nc: Client
+    stack: support.Stack, service: ServiceFactory, stack_nc: Client
 ) -> None:
     """The CRD accepts a canary without routeRef; Sluice's validation names what it needs."""
     await start(stack, service)
-    recorder = await record(nc, "invalid")
+    recorder = await record(stack_nc, "invalid")
     docs = list(yaml.safe_load_all(manifests("invalid")))
     del docs[3]["spec"]["routeRef"]
     await stack.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
