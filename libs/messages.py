@@ -292,6 +292,14 @@ class WebhookFailed(EventBase, frozen=True, kw_only=True, tag="webhook_failed"):
     error: str
 
 
+class WebhookPassed(EventBase, frozen=True, kw_only=True, tag="webhook_passed"):
+    """ "Confirm-rollout check <name> passed" (likewise pre-rollout, confirm-traffic-increase,
+    confirm-promotion, post-rollout; "Rollback check <name> passed" precedes a manual rollback)."""
+
+    webhook: str
+    type: WebhookType
+
+
 class Terminating(EventBase, frozen=True, kw_only=True, tag="terminating"):
     """ "Terminating canary <target>.<ns>" (revertOnDeletion: the revert starts)."""
 
@@ -333,6 +341,7 @@ Event = (
     | PromotionCompleted
     | RolledBack
     | WebhookFailed
+    | WebhookPassed
     | Terminating
     | Terminated
     | GateChanged

@@ -46,6 +46,11 @@ Provider = Literal[
 DEFAULT_PROVIDER = "apisix"
 
 
+# The finalizer a Canary with revertOnDeletion carries: Flagger's own name, so the finalizers
+# of a cluster that moves from Flagger to Sluice keep being honoured.
+FINALIZER = "finalizer.flagger.app"
+
+
 class Phase(enum.StrEnum):
     """Canary status phase; ``""`` before the first reconcile."""
 

@@ -28,6 +28,7 @@ import msgspec
 from libs import bus, errors, lifecycle, messages
 from libs.model import analysis as analysis_model
 from libs.model import canary as canary_model
+from libs.model import strategy
 from services.analyzer import machine
 
 log = logging.getLogger(__name__)
@@ -208,22 +209,40 @@ class Driver:
                     timeout_s=self.command_timeout_s,
                 )
                 await self._command(messages.CMD_WORKLOAD, command)
-            case machine.SetWeights(primary=primary, canary=weight):
+            case machine.SetWeights(primary=primary, canary=weight, mirror=mirror):
                 route = canary.spec.route_ref.name if canary.spec.route_ref else ""
+                analysis = canary.get_analysis()
+                ab = strategy.detect(analysis) is strategy.Strategy.AB_TESTING
                 command = messages.SetWeights(
                     canary=ref,
                     route=route,
                     service=canary.service_name(),
                     primary_weight=primary,
                     canary_weight=weight,
+                    match=messages.match_groups(analysis.match) if ab else [],
+                    mirror_percent=mirror,
                     timeout_s=self.command_timeout_s,
                 )
                 await self._command(messages.CMD_TRAFFIC, command)
-            case machine.Scale(workload=workload, replicas=replicas):
+            case machine.Scale(workload=workload, replicas=replicas, up=up):
                 command = messages.ScaleWorkload(
                     canary=ref,
                     workload=workload,
                     replicas=replicas,
+                    scale_up=up,
+                    timeout_s=self.command_timeout_s,
+                )
+                await self._command(messages.CMD_WORKLOAD, command)
+            case machine.SetFinalizer(present=present):
+                command = messages.SetFinalizer(
+                    canary=ref, present=present, timeout_s=self.command_timeout_s
+                )
+                await self._command(messages.CMD_WORKLOAD, command)
+            case machine.Revert():
+                command = messages.RevertCanary(
+                    canary=ref,
+                    target=canary.spec.target_ref.name,
+                    service=canary.service_name(),
                     timeout_s=self.command_timeout_s,
                 )
                 await self._command(messages.CMD_WORKLOAD, command)
@@ -255,6 +274,7 @@ class Driver:
         """Every hook of ``kind`` in order; the first failure ends the run (Flagger)."""
         hooks = canary.get_analysis().webhooks_of(kind)
         any_ok = False
+        passed: list[str] = []
         for hook in hooks:
             spec = _webhook_spec(hook)
             command = messages.RunWebhook(
@@ -268,6 +288,9 @@ class Driver:
             assert isinstance(reply, messages.WebhookResult)
             if reply.ok:
                 any_ok = True
+                passed.append(hook.name)
+                if kind == Hook.ROLLBACK:
+                    break  # the first rollback hook that says yes decides (Flagger)
                 continue
             if kind == Hook.ROLLBACK:
                 continue  # a rollback hook that says no is simply no rollback
@@ -275,6 +298,11 @@ class Driver:
                 f"status {reply.status_code}" if reply.status_code else "no answer"
             )
             return machine.HooksOutcome(
-                ok=False, failed=hook.name, error=error, mute_alert=hook.mute_alert, any_ok=any_ok
+                ok=False,
+                failed=hook.name,
+                error=error,
+                mute_alert=hook.mute_alert,
+                any_ok=any_ok,
+                passed=tuple(passed),
             )
-        return machine.HooksOutcome(ok=True, any_ok=any_ok)
+        return machine.HooksOutcome(ok=True, any_ok=any_ok, passed=tuple(passed))
