@@ -78,7 +78,8 @@ class MatchCondition(meta.Model, frozen=True):
 
 
 class SessionAffinity(meta.Model, frozen=True):
-    """Cookie-based session affinity for a canary run (not supported on APISIX by Sluice yet)."""
+    """Cookie-based session affinity for a canary run (rejected on APISIX: a gateway route cannot
+    set a cookie on the responses of one backend of a weighted split)."""
 
     cookie_name: str
     primary_cookie_name: str | None = None

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from libs.errors import InvalidInput
-from libs.model import alerts, analysis, apisixroute, canary, structural, templates
+from libs.model import alerts, analysis, apisixroute, canary, extensions, structural, templates
 from libs.model.documents import Document
 
 FLAGGER_API_VERSION = "flagger.app/v1beta1"
@@ -243,8 +243,26 @@ def _canary_rules(c: canary.Canary, index: _Index) -> Iterator[tuple[str, str]]:
             "spec.autoscalerRef.primaryScalerReplicas",
             f"expected minReplicas <= maxReplicas, got {structural.show(msgspec.to_builtins(replicas))}",
         )
+    if spec.autoscaler_ref is not None:
+        yield from _autoscaler_rules(spec.autoscaler_ref)
     if c.provider() == "apisix":
         yield from _apisix_rules(c, a, base, index)
+
+
+def _autoscaler_rules(ref: canary.AutoscalerRef) -> Iterator[tuple[str, str]]:
+    """An HPA (any ``autoscaling/*`` version: an HPA is one object served at each, and Flagger
+    reads ``autoscaling/v2`` whatever the ref says); KEDA ScaledObjects are not supported."""
+    if ref.kind == "ScaledObject":
+        yield (
+            "spec.autoscalerRef.kind",
+            f"expected HorizontalPodAutoscaler, got {structural.show(ref.kind)} (KEDA "
+            "ScaledObjects are not supported by Sluice)",
+        )
+    elif ref.api_version.partition("/")[0] != "autoscaling":
+        yield (
+            "spec.autoscalerRef.apiVersion",
+            f"expected autoscaling/v2 for a HorizontalPodAutoscaler, got {structural.show(ref.api_version)}",
+        )
 
 
 def _analysis_rules(a: analysis.CanaryAnalysis, base: str) -> Iterator[tuple[str, str]]:
@@ -315,7 +333,10 @@ def _metric_rules(
                 "expected a builtin metric (request-success-rate or request-duration) "
                 f"or a templateRef or query, got {structural.show(metric.name)}",
             )
-        if metric.template_ref is None and metric.template_variables:
+        yield from extensions.problems(metric, path)  # sluice.* keys (dry-run, relative)
+        if metric.template_ref is None and not extensions.only_extensions(
+            metric.template_variables
+        ):
             yield (
                 f"{path}.templateVariables",
                 "expected templateRef to be set when templateVariables are given, got no templateRef",
@@ -373,20 +394,22 @@ def _apisix_rules(
                 f"expected ApisixRoute {structural.show(route_ref.name)} to have an http rule whose only backend is "
                 f"service {structural.show(c.service_name())}, got none",
             )
-    if a.mirror:
-        yield f"{base}.mirror", UNSUPPORTED_ON_APISIX.format("traffic mirroring (mirror)")
-    if a.mirror_weight is not None:
+    # mirror (proxy-mirror to the canary) is for blue/green and canary; mirrorWeight's 0..100
+    # is the schema's. Flagger ignores mirror for A/B testing: say so rather than ignore it.
+    if a.mirror and a.match:
         yield (
-            f"{base}.mirrorWeight",
-            UNSUPPORTED_ON_APISIX.format("traffic mirroring (mirrorWeight)"),
+            f"{base}.mirror",
+            "expected mirror without match: traffic mirroring is for blue/green (iterations) "
+            "and canary (stepWeight/stepWeights) analyses, A/B testing (match) does not mirror",
         )
     if a.session_affinity is not None:
-        yield f"{base}.sessionAffinity", UNSUPPORTED_ON_APISIX.format("session affinity")
-    if a.match and not a.iterations:
         yield (
-            f"{base}.match",
-            "expected iterations with match (A/B testing); APISIX routing in Sluice does not support "
-            "match with weighted canary steps yet",
+            f"{base}.sessionAffinity",
+            "APISIX cannot do session affinity: it cannot add a Set-Cookie header only to the "
+            "responses of one backend of a weighted split (plugins apply to the whole route), so "
+            "a cookie cannot pin a user to the canary after their first canary response; use A/B "
+            "testing with a cookie header match instead (iterations and "
+            'match: [{headers: {cookie: {regex: "^(.*?;)?(canary=always)(;.*)?$"}}}])',
         )
     for i, entry in enumerate(a.match):
         path = f"{base}.match[{i}]"

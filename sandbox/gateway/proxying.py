@@ -15,6 +15,8 @@ Per request, as APISIX does it:
   headers; ``Host`` is preserved, hop-by-hop headers are dropped, ``X-Real-IP`` and
   ``X-Forwarded-For/-Proto/-Host/-Port`` are set. The response is streamed back without its
   hop-by-hop headers, with ``Server: APISIX/<version>``;
+* a route with ``proxy-mirror`` copies the sampled requests to the mirror host in the
+  background (``mirroring``) before proxying; the client's response does not wait for the copy;
 * the log phase records the request for the prometheus plugin (``exporting``).
 """
 
@@ -29,7 +31,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from sandbox.gateway import balancing, exporting, matching, translation
+from sandbox.gateway import balancing, exporting, matching, mirroring, translation
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +62,10 @@ class ProxySettings:
     # Idle keep-alive connections kept per upstream node, and their idle lifetime in seconds.
     keepalive_per_host: int = 64
     keepalive_timeout: float = 30.0
+    # proxy-mirror: seconds a copy may take in all (APISIX's plugin_attr timeouts are 60 s
+    # each), and copies in flight at most (more are dropped, as a saturated mirror would be).
+    mirror_timeout: float = 60.0
+    mirror_concurrency: int = 256
 
 
 def filter_headers(headers: CIMultiDict[str] | object) -> CIMultiDict[str]:
@@ -77,6 +83,22 @@ def filter_headers(headers: CIMultiDict[str] | object) -> CIMultiDict[str]:
             continue
         out.add(key, value)
     return out
+
+
+def forwarded_headers(request: web.BaseRequest) -> CIMultiDict[str]:
+    """The request's headers as the upstream gets them: no hop-by-hop headers, ``Host`` kept,
+    ``X-Real-IP`` and ``X-Forwarded-For/-Proto/-Host/-Port`` set."""
+    headers = filter_headers(request.headers)
+    client_ip = request.remote or ""
+    prior = headers.getone("X-Forwarded-For", "")
+    headers["X-Forwarded-For"] = f"{prior}, {client_ip}" if prior else client_ip
+    headers["X-Real-IP"] = client_ip
+    headers["X-Forwarded-Proto"] = request.scheme
+    headers.setdefault("X-Forwarded-Host", matching.strip_port(request.headers.get("Host", "")))
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    if sockname:
+        headers["X-Forwarded-Port"] = str(sockname[1])
+    return headers
 
 
 def error_page(status: int, reason: str) -> str:
@@ -103,6 +125,7 @@ class DataPlane:
             tuple[str, int], tuple[object, balancing.RoundRobin[tuple[str, int]]]
         ] = {}
         self._session: aiohttp.ClientSession | None = None
+        self.mirrors: mirroring.Mirrors | None = None
         self.in_flight = 0
 
     async def start(self) -> None:
@@ -118,8 +141,13 @@ class DataPlane:
             auto_decompress=False,
             cookie_jar=aiohttp.DummyCookieJar(),
         )
+        self.mirrors = mirroring.Mirrors(
+            self._session, self.settings.mirror_timeout, self.settings.mirror_concurrency
+        )
 
     async def stop(self) -> None:
+        if self.mirrors is not None:
+            await self.mirrors.stop()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -198,6 +226,18 @@ class DataPlane:
         request_body = await request.content.read()
         request_bytes = _request_size(request, len(request_body))
 
+        mirror, mirrors = route.mirror, self.mirrors
+        if mirror is not None and mirrors is not None and mirrors.sampled(mirror):
+            mirrors.copy(
+                route.name,
+                mirror,
+                request.method,
+                request.raw_path.partition("?")[0],
+                req.query,
+                forwarded_headers(request),
+                request_body,
+            )
+
         state = _Log(node="", upstream_ms=None, response_bytes=0)
         try:
             response = await self._proxy(request, route, request_body, state)
@@ -227,16 +267,7 @@ class DataPlane:
         timeout = route.timeout or translation.Timeout(
             connect=self.settings.connect_timeout, read=self.settings.read_timeout
         )
-        headers = filter_headers(request.headers)
-        client_ip = request.remote or ""
-        prior = headers.getone("X-Forwarded-For", "")
-        headers["X-Forwarded-For"] = f"{prior}, {client_ip}" if prior else client_ip
-        headers["X-Real-IP"] = client_ip
-        headers["X-Forwarded-Proto"] = request.scheme
-        headers.setdefault("X-Forwarded-Host", matching.strip_port(request.headers.get("Host", "")))
-        sockname = request.transport.get_extra_info("sockname") if request.transport else None
-        if sockname:
-            headers["X-Forwarded-Port"] = str(sockname[1])
+        headers = forwarded_headers(request)
         skip = [h for h in _AUTO_HEADERS if h not in headers]
         path_qs = request.raw_path if request.raw_path.startswith("/") else str(request.rel_url)
 

@@ -13,9 +13,11 @@ apisix-ingress-controller (``pkg/kube/translation/apisix_route.go``, v2 API):
   Cookie ``foo`` → ``cookie_foo`` (case kept), Path → ``uri``; ops Equal ``==``, NotEqual ``~=``,
   GreaterThan ``>``, LessThan ``<``, In ``in``, NotIn ``! in``, RegexMatch ``~~``,
   RegexMatchCaseInsensitive ``~*``, RegexNotMatch ``! ~~``, RegexNotMatchCaseInsensitive ``! ~*``;
-* ``plugins[]``: only entries with ``enable: true`` reach APISIX. Only ``prometheus`` has an
-  effect here (metrics are recorded for routes that carry it, unless its config says
-  ``disable: true``); the others are kept in the table for inspection;
+* ``plugins[]``: only entries with ``enable: true`` reach APISIX. Two have an effect here:
+  ``prometheus`` (metrics are recorded for routes that carry it, unless its config says
+  ``disable: true``) and ``proxy-mirror`` (``mirroring``: its config is checked against
+  APISIX's schema — a bad one makes the rule untranslatable — and its host resolved); the
+  others are kept in the table for inspection;
 * ``backends[]``: the first backend is the route's upstream; with more than one backend the
   others and the first's weight form the ``traffic-split`` plugin's ``weighted_upstreams``
   (weight default 100). With a single backend its weight plays no part, as in APISIX;
@@ -41,6 +43,8 @@ import re
 import zlib
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from sandbox.gateway import mirroring
 
 Obj = dict[str, Any]
 Key = tuple[str, str]
@@ -143,6 +147,7 @@ class Route:
     weighted_upstreams: tuple[WeightedUpstream, ...]
     timeout: Timeout | None
     disabled_plugins: tuple[str, ...] = ()  # listed with enable: false (not sent to APISIX)
+    mirror: mirroring.Mirror | None = None  # the proxy-mirror plugin, when enabled
 
     @property
     def id(self) -> str:
@@ -235,6 +240,11 @@ class Route:
             out["timeout"] = dataclasses.asdict(self.timeout)
         if self.disabled_plugins:
             out["disabled_plugins"] = list(self.disabled_plugins)
+        if self.mirror is not None:
+            out["mirror"] = {
+                "targets": [{"host": h, "port": p} for h, p in self.mirror.targets],
+                **({"error": self.mirror.error} if self.mirror.error else {}),
+            }
         out["upstreams"] = [
             upstream_json(w.upstream) | {"weight": w.weight} for w in self.backends()
         ]
@@ -370,6 +380,23 @@ def translate_rule(
         else:
             disabled.append(plugin.get("name", ""))
 
+    mirror = None
+    if mirroring.PLUGIN in plugins:
+        index = max(  # the last one listed is the one APISIX gets
+            i
+            for i, p in enumerate(rule.get("plugins") or [])
+            if p.get("name") == mirroring.PLUGIN and p.get("enable") is True
+        )
+        try:
+            mirror = mirroring.parse(
+                plugins[mirroring.PLUGIN],
+                f"{path}.plugins[{index}].config",
+                services,
+                endpoints,
+            )
+        except mirroring.ConfigError as e:
+            raise TranslationError(str(e)) from e
+
     backends = rule.get("backends") or []
     if not backends:
         raise TranslationError(f"Expected at least one backend - at {path}.backends")
@@ -412,6 +439,7 @@ def translate_rule(
         weighted_upstreams=weighted,
         timeout=_timeout(rule.get("timeout"), f"{path}.timeout"),
         disabled_plugins=tuple(disabled),
+        mirror=mirror,
     )
 
 

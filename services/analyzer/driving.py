@@ -28,7 +28,6 @@ import msgspec
 from libs import bus, errors, lifecycle, messages
 from libs.model import analysis as analysis_model
 from libs.model import canary as canary_model
-from libs.model import strategy
 from services.analyzer import machine
 
 log = logging.getLogger(__name__)
@@ -212,14 +211,13 @@ class Driver:
             case machine.SetWeights(primary=primary, canary=weight, mirror=mirror):
                 route = canary.spec.route_ref.name if canary.spec.route_ref else ""
                 analysis = canary.get_analysis()
-                ab = strategy.detect(analysis) is strategy.Strategy.AB_TESTING
                 command = messages.SetWeights(
                     canary=ref,
                     route=route,
                     service=canary.service_name(),
                     primary_weight=primary,
                     canary_weight=weight,
-                    match=messages.match_groups(analysis.match) if ab else [],
+                    match=messages.match_groups(analysis.match),
                     mirror_percent=mirror,
                     timeout_s=self.command_timeout_s,
                 )

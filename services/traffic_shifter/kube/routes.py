@@ -13,14 +13,22 @@ backend is the apex Service is copied into ``<routeRef.name>-<apex>-canary``:
 * ``spec.ingressClassName`` of the user's route, its labels and annotations (not Flux's
   ``toolkit.fluxcd.io`` keys, not kubectl's last-applied record), the Canary as controller.
 
+Where Sluice goes further than Flagger's APISIX router (``matching``): for A/B testing the
+rule is repeated once per match group with the group's conditions added to its
+``match.exprs`` (rules ``<rule>-ab-<i>``), so only matching requests take the canary route;
+for traffic mirroring every rule gets APISIX's ``proxy-mirror`` plugin pointed at the canary
+Service. Both follow the command: a changed match or mirror share re-syncs the route, no
+match and no mirroring give Flagger's route exactly.
+
 The user's route is never written. Re-syncing keeps the weights the canary route has;
-``set_weights`` changes only the two weights. A route without such a rule is ``InvalidInput``
-naming the route and the Service.
+``set_weights`` changes only the weights, the same on every rule carrying the primary
+backend. A route without such a rule is ``InvalidInput`` naming the route and the Service.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from typing import Any
 
 from libs import errors, messages
@@ -28,7 +36,7 @@ from libs.adapters import kubernetes
 from libs.model import apisixroute
 from libs.model import canary as canary_model
 from services.traffic_shifter import capabilities
-from services.traffic_shifter.kube import objects
+from services.traffic_shifter.kube import matching, objects
 
 Obj = dict[str, Any]
 PRIORITY = 10000
@@ -45,12 +53,13 @@ def source_rule(route: Obj, apex: str) -> Obj | None:
     return None
 
 
-def split_rule(route: Obj, primary: str) -> Obj | None:
-    """The rule of a canary route that carries the primary backend."""
-    for rule in (route.get("spec") or {}).get("http") or []:
-        if any(b.get("serviceName") == primary for b in rule.get("backends") or []):
-            return dict(rule)
-    return None
+def split_rules(route: Obj, primary: str) -> list[Obj]:
+    """The rules of a canary route that carry the primary backend (one, or one per A/B group)."""
+    return [
+        rule
+        for rule in (route.get("spec") or {}).get("http") or []
+        if any(b.get("serviceName") == primary for b in rule.get("backends") or [])
+    ]
 
 
 def _set_map(meta: Obj, key: str, value: dict[str, str]) -> None:
@@ -60,8 +69,16 @@ def _set_map(meta: Obj, key: str, value: dict[str, str]) -> None:
         meta.pop(key, None)
 
 
-def canary_route(canary: canary_model.Canary, user_route: Obj, rule: Obj, apex: str) -> Obj:
-    """The canary route as created (primary 100, canary 0)."""
+def canary_route(
+    canary: canary_model.Canary,
+    user_route: Obj,
+    rule: Obj,
+    apex: str,
+    match: Sequence[Sequence[messages.MatchCondition]] = (),
+    mirror_percent: int = 0,
+) -> Obj:
+    """The canary route as created (primary 100, canary 0): Flagger's one rule, or one rule
+    per A/B ``match`` group; with ``mirror_percent`` each rule mirrors to the canary."""
     rule = copy.deepcopy(rule)
     backend = rule["backends"][0]
     primary_backend = {**backend, "serviceName": f"{apex}-primary", "weight": 100}
@@ -71,7 +88,12 @@ def canary_route(canary: canary_model.Canary, user_route: Obj, rule: Obj, apex: 
     rule["priority"] = PRIORITY
     rule["backends"] = [primary_backend, canary_backend]
     rule.setdefault("websocket", False)
-    spec: Obj = {"http": [rule]}
+    rules = matching.ab_rules(rule, match)
+    if mirror_percent:
+        host = matching.mirror_host(f"{apex}-canary", canary.namespace, canary.spec.service.port)
+        for each in rules:
+            matching.with_mirror(each, matching.mirror_plugin(host, mirror_percent))
+    spec: Obj = {"http": rules}
     user_spec = user_route.get("spec") or {}
     if user_spec.get("ingressClassName"):
         spec["ingressClassName"] = user_spec["ingressClassName"]
@@ -91,28 +113,32 @@ def canary_route(canary: canary_model.Canary, user_route: Obj, rule: Obj, apex: 
     }
 
 
-def weights_of(route: Obj, primary: str, canary: str) -> capabilities.Weights | None:
-    rule = split_rule(route, primary)
-    if rule is None:
-        return None
+def _rule_weights(rule: Obj, primary: str, canary: str) -> capabilities.Weights:
     weights = {
         b.get("serviceName"): b.get("weight", DEFAULT_WEIGHT) for b in rule.get("backends") or []
     }
     return capabilities.Weights(primary=int(weights[primary]), canary=int(weights.get(canary, 0)))
 
 
+def weights_of(route: Obj, primary: str, canary: str) -> capabilities.Weights | None:
+    """The split of the rules carrying ``primary`` (``None`` without such a rule); a route
+    whose rules disagree is a ``Conflict``: something else wrote it."""
+    found = {_rule_weights(rule, primary, canary) for rule in split_rules(route, primary)}
+    if len(found) > 1:
+        name = (route.get("metadata") or {}).get("name", "")
+        shown = ", ".join(sorted(str(w) for w in found))
+        raise errors.Conflict(f"the rules of ApisixRoute {name} carry different weights: {shown}")
+    return found.pop() if found else None
+
+
 def _weighted(route: Obj, primary: str, canary: str, weights: capabilities.Weights) -> Obj:
     route = copy.deepcopy(route)
-    for rule in route["spec"].get("http") or []:
-        names = {b.get("serviceName") for b in rule.get("backends") or []}
-        if primary not in names:
-            continue
+    for rule in split_rules(route, primary):
         for backend in rule["backends"]:
             if backend.get("serviceName") == primary:
                 backend["weight"] = weights.primary
             elif backend.get("serviceName") == canary:
                 backend["weight"] = weights.canary
-        break
     return route
 
 
@@ -132,11 +158,6 @@ class ApisixRoutes:
         )
 
     async def reconcile(self, command: messages.SetWeights) -> str:
-        if command.match:
-            raise errors.Unsupported(
-                "match: A/B routing on an ApisixRoute is not supported yet; "
-                "this router only splits traffic by weight"
-            )
         canary = await self.store.canary(command.canary)
         namespace = canary.namespace
         try:
@@ -155,7 +176,9 @@ class ApisixRoutes:
                 path="spec.http[].backends",
                 expected=f"a rule with exactly one backend, serviceName {command.service}",
             )
-        desired = canary_route(canary, user_route, rule, command.service)
+        desired = canary_route(
+            canary, user_route, rule, command.service, command.match, command.mirror_percent
+        )
         name, primary, canary_service = self._names(command)
 
         def build(current: Obj | None) -> Obj | None:
@@ -173,7 +196,7 @@ class ApisixRoutes:
         def build(current: Obj | None) -> Obj | None:
             if current is None:
                 return None  # ensure() says it does not exist
-            if split_rule(current, primary) is None:
+            if not split_rules(current, primary):
                 raise errors.InvalidInput(
                     f"ApisixRoute {namespace}/{name} has no backend {primary}", path="spec.http"
                 )
@@ -203,7 +226,9 @@ def _resync(
 ) -> Obj | None:
     if current is None:
         return desired
-    kept = weights_of(current, primary, canary_service)
+    rules = split_rules(current, primary)
+    # the first rule's split when the rules disagree: the new spec carries one split again
+    kept = _rule_weights(rules[0], primary, canary_service) if rules else None
     wanted = _weighted(desired, primary, canary_service, kept) if kept is not None else desired
     updated = copy.deepcopy(current)
     updated["spec"] = wanted["spec"]

@@ -191,13 +191,6 @@ async def test_a_route_without_a_rule_for_the_apex_is_a_permanent_error_naming_i
         errors.NotFound, match=r"ApisixRoute test/missing \(the canary's routeRef\)"
     ):
         await shifter.set_weights(set_weights(100, 0, route="missing"))
-    ab = set_weights(
-        100,
-        0,
-        match=[messages.MatchCondition(scope="header", name="x-canary", op="exact", value="1")],
-    )
-    with pytest.raises(errors.Unsupported, match="A/B routing"):
-        await shifter.set_weights(ab)
 
 
 class FlakyKube:
