@@ -10,7 +10,6 @@ import pytest
 import yaml
 
 from services.watcher import revisions
-from services.watcher.revisions import ConfigRef
 
 MANIFESTS = pathlib.Path(__file__).resolve().parents[1] / "data" / "manifests"
 
@@ -76,103 +75,6 @@ def test_a_deployment_without_template_still_hashes() -> None:
     assert revisions.template_hash({}) == revisions.template_hash({"spec": {}})
 
 
-CONFIG_CASES: list[tuple[str, dict[str, Any], list[ConfigRef]]] = [
-    ("nothing", {"containers": [{"name": "a", "image": "x"}]}, []),
-    (
-        "env valueFrom",
-        {
-            "containers": [
-                {
-                    "name": "a",
-                    "env": [
-                        {"name": "A", "value": "1"},
-                        {"name": "B", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "b"}}},
-                        {
-                            "name": "C",
-                            "valueFrom": {
-                                "secretKeyRef": {"name": "s", "key": "c", "optional": True}
-                            },
-                        },
-                        {"name": "D", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-                    ],
-                }
-            ]
-        },
-        [ConfigRef("configmap", "cm"), ConfigRef("secret", "s", optional=True)],
-    ),
-    (
-        "envFrom in init containers too",
-        {
-            "initContainers": [{"name": "i", "envFrom": [{"secretRef": {"name": "init-s"}}]}],
-            "containers": [{"name": "a", "envFrom": [{"configMapRef": {"name": "cm"}}]}],
-        },
-        [ConfigRef("configmap", "cm"), ConfigRef("secret", "init-s")],
-    ),
-    (
-        "volumes and projected sources",
-        {
-            "containers": [{"name": "a"}],
-            "volumes": [
-                {"name": "v1", "configMap": {"name": "cm-vol"}},
-                {"name": "v2", "secret": {"secretName": "s-vol", "optional": True}},
-                {"name": "v3", "emptyDir": {}},
-                {
-                    "name": "v4",
-                    "projected": {
-                        "sources": [
-                            {"configMap": {"name": "cm-proj"}},
-                            {"secret": {"name": "s-proj"}},
-                            {"serviceAccountToken": {"path": "token"}},
-                        ]
-                    },
-                },
-            ],
-        },
-        [
-            ConfigRef("configmap", "cm-proj"),
-            ConfigRef("configmap", "cm-vol"),
-            ConfigRef("secret", "s-proj"),
-            ConfigRef("secret", "s-vol", optional=True),
-        ],
-    ),
-    (
-        "required wins over optional, each config once",
-        {
-            "containers": [
-                {"name": "a", "envFrom": [{"configMapRef": {"name": "cm", "optional": True}}]},
-                {"name": "b", "envFrom": [{"configMapRef": {"name": "cm"}}]},
-            ],
-            "volumes": [{"name": "v", "configMap": {"name": "cm", "optional": True}}],
-        },
-        [ConfigRef("configmap", "cm")],
-    ),
-    (
-        "a configmap and a secret of the same name are two configs",
-        {
-            "containers": [
-                {
-                    "name": "a",
-                    "envFrom": [{"configMapRef": {"name": "x"}}, {"secretRef": {"name": "x"}}],
-                }
-            ]
-        },
-        [ConfigRef("configmap", "x"), ConfigRef("secret", "x")],
-    ),
-]
-
-
-@pytest.mark.parametrize(
-    ("pod_spec", "expected"), [c[1:] for c in CONFIG_CASES], ids=[c[0] for c in CONFIG_CASES]
-)
-def test_config_refs(pod_spec: dict[str, Any], expected: list[ConfigRef]) -> None:
-    assert revisions.config_refs(pod_spec) == expected
-
-
-def test_config_ref_keys_are_flaggers() -> None:
-    assert ConfigRef("configmap", "a").key == "configmap/a"
-    assert ConfigRef("secret", "b").key == "secret/b"
-
-
 def test_config_checksum_covers_data_and_binary_data_only() -> None:
     cm = {"metadata": {"name": "a", "resourceVersion": "1"}, "data": {"k": "v", "j": "w"}}
     same = {"metadata": {"name": "a", "resourceVersion": "9"}, "data": {"j": "w", "k": "v"}}
@@ -187,12 +89,6 @@ def test_config_checksum_covers_data_and_binary_data_only() -> None:
         {**secret, "data": {"k": "dzI="}}
     )
     assert revisions.config_checksum({}) == revisions.config_checksum({"data": {}})
-
-
-def test_tracking_can_be_disabled_by_annotation() -> None:
-    off = {"metadata": {"annotations": {"flagger.app/config-tracking": "disabled"}}}
-    assert revisions.tracking_disabled(off)
-    assert not revisions.tracking_disabled({"metadata": {}})
 
 
 def test_observation_from_deployment_status(deployment: dict[str, Any]) -> None:

@@ -5,6 +5,10 @@
 metrics and behavior, the target HPA's labels (without Flux's), owned by the Canary.
 Initialization only creates it; a promotion also brings an existing one up to date with the
 target's HPA, as Flagger does. KEDA ScaledObjects are not supported yet.
+
+``scale_up_replicas`` is Flagger's ``ScaleFromZero`` rule for the canary's replicas when a new
+revision starts: the target's ``spec.replicas`` if > 0; else, without an autoscaler, the
+primary's (if > 0); else the HPA's ``minReplicas`` if > 1; else 1.
 """
 
 from __future__ import annotations
@@ -121,3 +125,32 @@ async def reconcile_primary(
         return desired_hpa(canary, target_hpa, name, primary, current, update=update)
 
     return await store.ensure(kubernetes.HPAS, canary.namespace, name, build)
+
+
+def _positive(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+async def scale_up_replicas(
+    store: objects.Objects, canary: canary_model.Canary, target: Obj
+) -> int:
+    """How many replicas the canary (``target``, as just read) gets on a new revision."""
+    if (replicas := _positive((target.get("spec") or {}).get("replicas"))) is not None:
+        return replicas
+    namespace = canary.namespace
+    ref = canary.spec.autoscaler_ref
+    if ref is None:
+        primary_name = f"{canary.spec.target_ref.name}-primary"
+        try:
+            primary = await store.kube.get(kubernetes.DEPLOYMENTS, namespace, primary_name)
+        except errors.NotFound as exc:
+            raise errors.NotFound(
+                f"Deployment {namespace}/{primary_name} not found: initialize the canary first"
+            ) from exc
+        return _positive((primary.get("spec") or {}).get("replicas")) or 1
+    if ref.kind == "HorizontalPodAutoscaler":
+        hpa = await store.find(kubernetes.HPAS, namespace, ref.name)  # missing: Flagger uses 1
+        minimum = _positive(((hpa or {}).get("spec") or {}).get("minReplicas"))
+        if minimum is not None and minimum > 1:
+            return minimum
+    return 1

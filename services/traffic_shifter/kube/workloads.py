@@ -19,7 +19,10 @@
 
 ``promote`` copies the target to the existing primary (Flagger's copy rules, see
 ``promoted``), after refreshing the config copies, then refreshes the primary HPA.
-``scale`` sets ``spec.replicas`` of the target or the primary with a merge patch.
+``scale`` sets ``spec.replicas`` of the target or the primary with a merge patch; a canary
+scale-up (``scale_up``) chooses the target's replicas by Flagger's rule
+(``autoscalers.scale_up_replicas``) from the live objects, the command's ``replicas`` being
+only the analyzer's estimate.
 """
 
 from __future__ import annotations
@@ -355,8 +358,11 @@ class Deployments:
             canary=command.canary, workload=primary_name, replicas=_replicas(primary)
         )
 
-    async def _set_replicas(self, namespace: str, name: str, replicas: int) -> Obj:
-        current = await self._deployment(namespace, name, "to scale")
+    async def _set_replicas(
+        self, namespace: str, name: str, replicas: int, current: Obj | None = None
+    ) -> Obj:
+        if current is None:
+            current = await self._deployment(namespace, name, "to scale")
         if _replicas(current) == replicas:
             return current
         return await self.store.kube.patch(
@@ -374,7 +380,12 @@ class Deployments:
                 path="workload",
                 expected=" or ".join(allowed),
             )
-        scaled = await self._set_replicas(canary.namespace, command.workload, command.replicas)
+        if command.scale_up and command.workload == target:
+            current = await self._deployment(canary.namespace, target, "to scale")
+            replicas = await autoscalers.scale_up_replicas(self.store, canary, current)
+            scaled = await self._set_replicas(canary.namespace, target, replicas, current)
+        else:
+            scaled = await self._set_replicas(canary.namespace, command.workload, command.replicas)
         return messages.WorkloadApplied(
             canary=command.canary, workload=command.workload, replicas=_replicas(scaled)
         )

@@ -398,3 +398,85 @@ async def test_a_missing_target_or_canary_is_not_found(
     await official.create(manifest("podinfo-canary.yaml"))
     with pytest.raises(errors.NotFound, match=r"Deployment test/podinfo \(the canary's target\)"):
         await platform.workloads.initialize(initialize())
+
+
+def scale_up(estimate: int) -> messages.ScaleWorkload:
+    return messages.ScaleWorkload(
+        canary=CANARY, workload="podinfo", replicas=estimate, scale_up=True
+    )
+
+
+async def target_replicas(official: Official) -> int:
+    replicas: int = (await official.get("Deployment", "podinfo"))["spec"]["replicas"]
+    return replicas
+
+
+async def rolled_out(official: Official, name: str) -> None:
+    """Until the Deployment runs its replicas (the next scaling then cancels no pod start)."""
+
+    def done(d: dict[str, Any]) -> bool:
+        status = d.get("status") or {}
+        want = d["spec"]["replicas"]
+        return all(status.get(f, 0) == want for f in ("replicas", "readyReplicas"))
+
+    await until(f"{name} rolled out", lambda: official.get("Deployment", name), done)
+
+
+async def test_a_canary_scale_up_without_autoscaler_follows_flaggers_rule(
+    platform: capabilities.Platform, official: Official, seed: dict[str, Any]
+) -> None:
+    await initialized(platform)
+    await official.patch("Deployment", "podinfo-primary", {"spec": {"replicas": 3}})
+    # the target is at 0: the primary's replicas, whatever the analyzer estimated
+    reply = await platform.workloads.scale(scale_up(1))
+    assert reply == messages.WorkloadApplied(canary=CANARY, workload="podinfo", replicas=3)
+    assert await target_replicas(official) == 3
+    await rolled_out(official, "podinfo")
+    # the target already runs: its own replicas stay
+    await official.patch("Deployment", "podinfo", {"spec": {"replicas": 2}})
+    assert (await platform.workloads.scale(scale_up(5))).replicas == 2
+    assert await target_replicas(official) == 2
+    # a primary at 0 gives 1
+    await platform.workloads.scale(
+        messages.ScaleWorkload(canary=CANARY, workload="podinfo", replicas=0)
+    )
+    await rolled_out(official, "podinfo-primary")
+    await official.patch("Deployment", "podinfo-primary", {"spec": {"replicas": 0}})
+    assert (await platform.workloads.scale(scale_up(4))).replicas == 1
+    # scale-downs and the primary keep the command's replicas
+    reply = await platform.workloads.scale(
+        messages.ScaleWorkload(canary=CANARY, workload="podinfo-primary", replicas=2, scale_up=True)
+    )
+    assert reply.replicas == 2
+
+
+async def test_a_canary_scale_up_with_an_hpa_takes_its_min_replicas(
+    platform: capabilities.Platform, official: Official
+) -> None:
+    canary = manifest("podinfo-canary.yaml")
+    canary["spec"]["autoscalerRef"] = {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "name": "podinfo",
+        "primaryScalerReplicas": {"minReplicas": 3, "maxReplicas": 5},
+    }
+    await official.create(deployment(), manifest("podinfo-hpa.yaml"), canary)  # HPA 2..4
+    await initialized(platform, initialize(autoscaler="podinfo"))
+    await until(
+        "the primary HPA scales the primary",
+        lambda: official.get("Deployment", "podinfo-primary"),
+        lambda d: d["spec"]["replicas"] == 3,
+    )
+    assert await target_replicas(official) == 0
+    # the target HPA's minReplicas (2), not the primary's replicas (3)
+    reply = await platform.workloads.scale(scale_up(3))
+    assert reply == messages.WorkloadApplied(canary=CANARY, workload="podinfo", replicas=2)
+    assert await target_replicas(official) == 2
+    await rolled_out(official, "podinfo")
+
+    # minReplicas 1 is not > 1: one replica
+    await platform.workloads.scale(
+        messages.ScaleWorkload(canary=CANARY, workload="podinfo", replicas=0)
+    )
+    await official.patch("HorizontalPodAutoscaler", "podinfo", {"spec": {"minReplicas": 1}})
+    assert (await platform.workloads.scale(scale_up(3))).replicas == 1
