@@ -2,7 +2,8 @@
 
 * deleting an owner deletes its dependents (ownerReferences naming its uid) — background
   and foreground propagation alike (the simulator does not block the owner on them) — or,
-  with ``Orphan``, strips the references instead;
+  with ``Orphan``, strips the references instead; a dependent that another existing owner
+  still holds is kept and only loses the reference to the deleted one;
 * deleting a namespace marks it ``Terminating``, deletes everything in it, and removes it once
   it is empty and has no finalizers left.
 """
@@ -97,16 +98,27 @@ class Collecting:
             self.delete(rtype, obj_key[0], obj_key[1])
 
     def _collect_garbage(self, owner_uid: str) -> None:
-        """Background propagation: delete every object whose ownerReferences name the owner."""
+        """Background propagation: delete every object whose ownerReferences name the owner,
+        unless another of its owners still exists — then only the dead owner's reference goes
+        (the garbage collector's "solid owner" rule)."""
+        live = {
+            obj["metadata"].get("uid")
+            for objects in self._objects.values()
+            for obj in objects.values()
+        }
         for gr_key, objects in list(self._objects.items()):
             rtype = self._types.get(gr_key)
             if rtype is None:
                 continue
             for (ns, name), obj in list(objects.items()):
                 refs = obj["metadata"].get("ownerReferences") or []
-                if any(ref.get("uid") == owner_uid for ref in refs):
-                    with contextlib.suppress(NotFound):
-                        self.delete(rtype, ns, name)
+                if not any(ref.get("uid") == owner_uid for ref in refs):
+                    continue
+                if any(ref.get("uid") in live for ref in refs):
+                    self._strip_owner(rtype, obj, owner_uid)
+                    continue
+                with contextlib.suppress(NotFound):
+                    self.delete(rtype, ns, name)
 
     def _orphan(self, owner_uid: str) -> None:
         for gr_key, objects in list(self._objects.items()):
@@ -116,10 +128,14 @@ class Collecting:
             for obj in list(objects.values()):
                 refs = obj["metadata"].get("ownerReferences") or []
                 if any(ref.get("uid") == owner_uid for ref in refs):
-                    new = copy.deepcopy(obj)
-                    kept = [ref for ref in refs if ref.get("uid") != owner_uid]
-                    if kept:
-                        new["metadata"]["ownerReferences"] = kept
-                    else:
-                        new["metadata"].pop("ownerReferences")
-                    self.update(rtype, new)
+                    self._strip_owner(rtype, obj, owner_uid)
+
+    def _strip_owner(self, rtype: ResourceType, obj: Obj, owner_uid: str) -> None:
+        new = copy.deepcopy(obj)
+        refs = new["metadata"].get("ownerReferences") or []
+        kept = [ref for ref in refs if ref.get("uid") != owner_uid]
+        if kept:
+            new["metadata"]["ownerReferences"] = kept
+        else:
+            new["metadata"].pop("ownerReferences")
+        self.update(rtype, new)

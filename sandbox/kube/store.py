@@ -16,8 +16,9 @@ Semantics copied from a real API server:
 * for resources with a ``status`` subresource, a main-resource write keeps the stored status
   and a status write keeps everything but the status;
 * delete with finalizers only sets ``deletionTimestamp``; the object goes once its finalizers
-  are emptied by an update; dependents named by ``ownerReferences`` are garbage-collected
-  (background propagation; ``Orphan`` strips the references instead);
+  are emptied by an update, and an update adding one is ``Forbidden``; dependents named by
+  ``ownerReferences`` are garbage-collected (background propagation; ``Orphan`` strips the
+  references instead; a dependent another existing owner holds only loses the reference);
 * deleting a namespace marks it ``Terminating``, deletes everything in it and removes it once
   it is empty;
 * watches get ADDED / MODIFIED / DELETED events in resourceVersion order, may resume from a
@@ -353,10 +354,20 @@ class Store(collecting.Collecting):
                 meta[field] = current["metadata"][field]
             else:
                 meta.pop(field, None)
-        if meta.get("deletionTimestamp") and "finalizers" in meta:
+        if meta.get("deletionTimestamp"):
             # finalizers may only be removed from an object being deleted, never added
             old = current["metadata"].get("finalizers") or []
-            meta["finalizers"] = [f for f in meta["finalizers"] if f in old]
+            added = [f for f in meta.get("finalizers") or [] if f not in old]
+            if added:
+                raise Forbidden(
+                    f'{rtype.qualified} "{key[1]}" is forbidden: no new finalizers can be added '
+                    "if the object is being deleted, found new finalizers []string{"
+                    + ", ".join(f'"{f}"' for f in added)
+                    + "}",
+                    name=key[1],
+                    group=rtype.group,
+                    kind=rtype.plural,
+                )
         obj["apiVersion"] = rtype.api_version
         obj["kind"] = rtype.kind
         if rtype.has_generation:

@@ -7,7 +7,8 @@ Flagger splits the same work into a mesh router (``pkg/router``) and a canary co
   weights, read them back. Implemented today on Kubernetes (the canary ``ApisixRoute`` the
   APISIX ingress controller syncs); the APISIX Admin API (standalone APISIX) is the next one.
 * ``WorkloadController`` — the workloads behind the route: initialize the primary (with its
-  Services, configs and autoscaler), scale a workload, promote the canary's spec to the primary.
+  Services, configs and autoscaler), scale a workload, promote the canary's spec to the primary;
+  and when a Canary is deleted: keep its finalizer (revertOnDeletion), give the target back.
 
 ``Platform`` pairs one of each; ``services.traffic_shifter.kube.platform`` builds the
 Kubernetes pair. The handlers only see these Protocols, so a second router is a new module
@@ -65,6 +66,17 @@ class WorkloadController(Protocol):
 
     async def promote(self, command: messages.PromoteWorkload) -> messages.WorkloadApplied:
         """Copy the target's pod template (and its configs) to the primary."""
+        ...
+
+    async def set_finalizer(self, command: messages.SetFinalizer) -> messages.WorkloadApplied:
+        """Add or remove Sluice's finalizer on the Canary, keeping every other finalizer;
+        removing it from a Canary that is gone is done."""
+        ...
+
+    async def revert(self, command: messages.RevertCanary) -> messages.WorkloadApplied:
+        """The Canary is being deleted: scale the target back up, and once it is ready point
+        the apex Service at its pods (no longer owned by the Canary, so it outlives it) and the
+        canary route at the primary. Applying it twice changes nothing."""
         ...
 
 

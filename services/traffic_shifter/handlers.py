@@ -92,6 +92,16 @@ class Shifter:
                 reply = await workloads.scale(command)
             case messages.PromoteWorkload():
                 reply = await workloads.promote(command)
+            case messages.SetFinalizer(present=present):
+                reply = await workloads.set_finalizer(command)
+                log.info(
+                    "SetFinalizer for %s: %s",
+                    _where(command),
+                    "present" if present else "removed",
+                )
+                return reply
+            case messages.RevertCanary():
+                reply = await workloads.revert(command)
             case _:
                 assert_never(command)
         log.info(

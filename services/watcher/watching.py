@@ -26,7 +26,9 @@ Evaluating a canary, in this order (so that whoever hears ``revision_detected`` 
 Evaluating a MetricTemplate records its ``TemplateObservation`` (validated, or its problems,
 logged once per resourceVersion and counted in ``sluice_watcher_invalid_templates_total``).
 Whatever disappears — a canary, its target or primary, a template — has its observation
-deleted, so that a canary created again starts as a new revision. The watcher only reads
+deleted, so that a canary created again starts as a new revision. A Canary being deleted but
+held by finalizers has not disappeared: it stays observed, ``metadata.deletionTimestamp`` and
+``finalizers`` included (the analyzer's cue to revert it), until Kubernetes really removes it. The watcher only reads
 Kubernetes; it never writes to it.
 """
 
@@ -42,6 +44,7 @@ import prometheus_client as prom
 
 from libs import bus, errors, lifecycle, messages
 from libs.adapters import informers
+from libs.model import configrefs
 from services.watcher import objects, observing, revisions
 
 log = logging.getLogger(__name__)
@@ -83,6 +86,7 @@ def strip_config(obj: Obj) -> Obj:
             "resourceVersion": meta.get("resourceVersion"),
             "annotations": meta.get("annotations") or {},
         },
+        **({"type": obj["type"]} if "type" in obj else {}),  # a Secret's: some are not tracked
         "checksum": revisions.config_checksum(obj),
     }
 
@@ -140,6 +144,7 @@ class Reconciler:
         self._canaries: dict[str, messages.CanaryObservation] = {}  # canary → last recorded
         self._templates: dict[str, messages.TemplateObservation] = {}  # template → the same
         self._said: dict[str, str] = {}  # canary → last notice logged (log once per state)
+        self._deleting: set[str] = set()  # canaries seen with a deletionTimestamp (hinted once)
         self._retries: set[asyncio.TimerHandle] = set()
 
     # --- change handlers (called by the informers; they only mark canaries dirty) ---
@@ -328,6 +333,7 @@ class Reconciler:
         raw = self.caches.canaries.cache.get(key)
         if raw is None:
             self._said.pop(key, None)
+            self._deleting.discard(key)
             self._canaries.pop(key, None)
             await self._drop_primary(key, f"canary {name}.{namespace} deleted")
             await self._drop(key, f"canary {name}.{namespace} deleted")
@@ -342,6 +348,16 @@ class Reconciler:
         observation = objects.observe_canary(raw)
         await self._record_canary(key, observation)
         canary = observation.canary
+        if canary is not None and canary.metadata.deletion_timestamp:
+            if key not in self._deleting:
+                # wake the analyzer: a canary with revertOnDeletion waits for its revert
+                self._deleting.add(key)
+                hint = messages.RevisionDetected(
+                    canary=messages.CanaryRef(namespace=namespace, name=name)
+                )
+                await bus.publish_event(self.rt, hint)
+        else:
+            self._deleting.discard(key)
         if canary is None:
             notice = (
                 f"invalid canary {name}.{namespace} "
@@ -379,14 +395,14 @@ class Reconciler:
         tracked: dict[str, str] = {}
         watched: set[str] = set()
         missing: list[str] = []
-        for ref in revisions.config_refs(revisions.pod_spec(deployment)):
+        for ref in configrefs.config_refs(revisions.pod_spec(deployment)):
             watched.add(f"{namespace}/{ref.kind}/{ref.name}")
             config = self.caches.config(ref.kind).get(namespace, ref.name)
             if config is None:
                 if not ref.optional:
                     missing.append(ref.key)
                 continue
-            if revisions.tracking_disabled(config):
+            if not configrefs.tracked(ref.kind, config):
                 continue
             tracked[ref.key] = str(config.get("checksum") or revisions.config_checksum(config))
         self._index_configs(key, watched)

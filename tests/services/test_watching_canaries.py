@@ -466,3 +466,92 @@ async def test_metric_templates_are_observed_and_forgotten(
     await until("stale template forgotten", lambda: absent(templates, "test.error-rate"), again)
     await until("stale canary forgotten", lambda: absent(canaries, "test.podinfo"), again)
     assert again.terminate() == 0
+
+
+async def test_a_canary_held_by_a_finalizer_stays_observed_until_it_is_gone(
+    nats_server: NatsServer,
+    cluster: Cluster,
+    api: KubeApi,
+    bus: Client,
+    service: ServiceFactory,
+    tmp_path: pathlib.Path,
+) -> None:
+    proc = start_watcher(service, nats_server, cluster, tmp_path)
+    await proc.ready()
+    js = bus.jetstream()
+    canaries = await js.key_value(streams.CANARIES.name)
+    workloads = await js.key_value(streams.WORKLOADS.name)
+    await api.create(DEPLOYMENTS, manifest("podinfo-deployment.yaml"))
+    held = manifest("podinfo-canary.yaml")
+    held["metadata"]["finalizers"] = ["finalizer.flagger.app", "example.com/other"]
+    held["spec"]["revertOnDeletion"] = True
+    await api.create(CANARIES, held)
+    first = await until("canary", canary_observation(canaries, "podinfo"), proc)
+    assert first.canary is not None
+    assert first.canary.metadata.finalizers == ("finalizer.flagger.app", "example.com/other")
+    assert first.canary.metadata.deletion_timestamp is None
+    assert first.canary.spec.revert_on_deletion is True
+
+    # deleted: still there, marked; the observation says so (what the analyzer acts on)
+    await api.delete(f"{CANARIES}/podinfo")
+    marked = await until(
+        "deletion in the observation",
+        canary_observation(
+            canaries,
+            "podinfo",
+            lambda o: o.canary is not None and o.canary.metadata.deletion_timestamp is not None,
+        ),
+        proc,
+    )
+    current = await api.get(f"{CANARIES}/podinfo")
+    assert marked.canary is not None
+    assert marked.canary.metadata.deletion_timestamp == current["metadata"]["deletionTimestamp"]
+    assert marked.resource_version == current["metadata"]["resourceVersion"]
+
+    # status writes while it is deleted keep being observed
+    await kubectl(
+        cluster,
+        tmp_path,
+        "patch",
+        "canary",
+        "podinfo",
+        "-n",
+        "test",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        '{"status": {"phase": "Terminating"}}',
+    )
+    await until(
+        "status of a deleted canary",
+        canary_observation(
+            canaries,
+            "podinfo",
+            lambda o: (
+                o.canary is not None
+                and o.canary.status is not None
+                and o.canary.status.phase == messages.Phase.TERMINATING
+                and o.canary.metadata.deletion_timestamp is not None
+            ),
+        ),
+        proc,
+    )
+    assert not await absent(workloads, "test.podinfo")
+
+    # one finalizer removed: still observed, with the one left; the last removed: forgotten
+    await api.patch(f"{CANARIES}/podinfo", {"metadata": {"finalizers": ["example.com/other"]}})
+    await until(
+        "one finalizer left",
+        canary_observation(
+            canaries,
+            "podinfo",
+            lambda o: (
+                o.canary is not None and o.canary.metadata.finalizers == ("example.com/other",)
+            ),
+        ),
+        proc,
+    )
+    await api.patch(f"{CANARIES}/podinfo", {"metadata": {"finalizers": None}})
+    await until("canary observation deleted", lambda: absent(canaries, "test.podinfo"), proc)
+    await until("workload observation deleted", lambda: absent(workloads, "test.podinfo"), proc)
+    assert proc.terminate() == 0

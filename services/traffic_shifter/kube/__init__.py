@@ -2,15 +2,16 @@
 primary HPAs and scaling, all through ``libs.adapters.kubernetes``.
 
 Modules, by concern: ``objects`` (conditional writes with conflict retries, Flagger's metadata
-rules), ``routes`` (``TrafficRouter``), ``workloads`` (``WorkloadController``), ``services``,
-``configs``, ``autoscalers``.
+rules), ``routes`` (``TrafficRouter``), ``workloads`` (``WorkloadController``: initialize,
+scale, promote), ``finalizing`` (its deletion commands: the Canary's finalizer and the revert),
+``services``, ``configs``, ``autoscalers``.
 """
 
 from __future__ import annotations
 
 from libs.adapters import kubernetes
 from services.traffic_shifter import capabilities
-from services.traffic_shifter.kube import objects, routes, workloads
+from services.traffic_shifter.kube import finalizing, objects, routes
 
 
 def platform(kube: kubernetes.Kube, options: objects.Options) -> capabilities.Platform:
@@ -18,6 +19,6 @@ def platform(kube: kubernetes.Kube, options: objects.Options) -> capabilities.Pl
     store = objects.Objects(kube, options)
     return capabilities.Platform(
         router=routes.ApisixRoutes(store),
-        workloads=workloads.Deployments(store),
+        workloads=finalizing.Deployments(store),
         name="kubernetes",
     )

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from sandbox.kube import events, registry
-from sandbox.kube.store import Gone, NotFound, Store, WatchEvent
+from sandbox.kube.store import Forbidden, Gone, NotFound, Store, WatchEvent
 
 
 def _store(history: int = 100) -> Store:
@@ -64,7 +64,9 @@ def test_finalizers_cannot_be_added_to_an_object_being_deleted() -> None:
     store.create(registry.CONFIGMAPS, _cm("a", finalizers=["one"]))
     marked = store.delete(registry.CONFIGMAPS, "test", "a")
     marked["metadata"]["finalizers"] = ["one", "two"]
-    assert store.update(registry.CONFIGMAPS, marked)["metadata"]["finalizers"] == ["one"]
+    with pytest.raises(Forbidden, match=r'found new finalizers \[\]string\{"two"\}'):
+        store.update(registry.CONFIGMAPS, marked)
+    assert store.get(registry.CONFIGMAPS, "test", "a")["metadata"]["finalizers"] == ["one"]
 
 
 def test_events_are_served_in_both_apis() -> None:
