@@ -6,12 +6,18 @@ MetricTemplate checks against each template's provider, as Flagger's ``runAnalys
 first failed check ends the step with Flagger's halt message; every measured value becomes a
 ``metric_checked`` event (Flagger hides them; Sluice users asked to see them).
 
+A dry-run metric (``sluice.dryRun``) is checked in its place but never ends the step: its event
+carries ``dry_run`` and, on failure, what it would have halted. A relative check
+(``sluice.compareTo: primary``) runs its query for the canary and for the primary at the same
+time, so both cover the same window; its event carries both sides and their difference.
+
 Templates come from the watcher's observations; a template provider's Secret is read from
 Kubernetes only when a template names one, only by this service, and never leaves it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -20,7 +26,7 @@ from libs import errors, messages
 from libs.adapters import prometheus
 from libs.model import analysis as analysis_model
 from libs.model import canary as canary_model
-from libs.model import templates
+from libs.model import extensions, templates
 from services.analyzer import machine, metrics
 
 log = logging.getLogger(__name__)
@@ -57,7 +63,7 @@ class Checker:
         for metric in ordered:
             result = await self._check_one(canary, metric)
             checked.append(_event(canary, result))
-            if not result.passed:
+            if result.halts:
                 return machine.MetricsOutcome(ok=False, halt=result.message, checked=tuple(checked))
         return machine.MetricsOutcome(ok=True, checked=tuple(checked))
 
@@ -70,11 +76,17 @@ class Checker:
             if key is not None:
                 template = await self.templates(*key)
             query = metrics.render(canary, metric, template)
+            relative = extensions.compare_to(metric) is not None
+            primary = metrics.render(canary, metric, template, primary=True) if relative else None
             client = await self._client(canary, template)
-            value: float | BaseException = await client.query(query.promql)
         except errors.SluiceError as exc:
-            value = exc
-        return metrics.check(canary, metric, value)
+            return metrics.check(canary, metric, exc)
+        if primary is None:
+            return metrics.check(canary, metric, await _value(client, query.promql))
+        canary_value, primary_value = await asyncio.gather(
+            _value(client, query.promql), _value(client, primary.promql)
+        )
+        return metrics.check_relative(canary, metric, canary_value, primary_value)
 
     async def _client(
         self, canary: canary_model.Canary, template: templates.MetricTemplate | None
@@ -108,6 +120,14 @@ class Checker:
         return self._clients[key]
 
 
+async def _value(client: prometheus.Prometheus, promql: str) -> float | BaseException:
+    """The query's value, or the Sluice error that took its place."""
+    try:
+        return await client.query(promql)
+    except errors.SluiceError as exc:
+        return exc
+
+
 def _event(canary: canary_model.Canary, result: metrics.Result) -> messages.MetricChecked:
     return messages.MetricChecked(
         canary=messages.CanaryRef(
@@ -120,4 +140,8 @@ def _event(canary: canary_model.Canary, result: metrics.Result) -> messages.Metr
         min=result.min,
         max=result.max,
         passed=result.passed,
+        message=result.message,
+        dry_run=result.dry_run,
+        canary_value=result.canary_value,
+        primary_value=result.primary_value,
     )

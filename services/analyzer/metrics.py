@@ -13,6 +13,16 @@ For one entry of a Canary's ``analysis.metrics`` (and its MetricTemplate, when i
 * ``failed(canary, metric, error)`` → ``Result``: a query that gave no value (no values found,
   Prometheus down, a bad template ...), with Flagger's message for it.
 
+Sluice's extensions (``libs.model.extensions``, keys of ``templateVariables``):
+
+* a dry-run metric (``sluice.dryRun: "true"``) is checked the same way but its result never
+  halts: it is marked ``dry_run`` and a failure reads "Dry-run metric <name> <comparison> would
+  have halted <canary>.<ns> advancement";
+* a relative check (``sluice.compareTo: primary``) renders its template twice —
+  ``render(..., primary=True)`` for the primary's side — and ``check_relative`` judges
+  ``canary - primary`` against the range; a halt appends both sides to Flagger's custom-metric
+  message: "Halt podinfo.test advancement error-rate 3.20 > 1 (canary 4.20, primary 1.00)".
+
 The messages are Flagger's, character for character (pkg/controller/scheduler_metrics.go), so
 the Go verbs are reproduced: ``%.2f``, ``%v`` of a float64 (``go_float``) and ``%v`` of a
 ``time.Duration`` (``go_duration``). Halt messages name ``<canary>.<namespace>``; the
@@ -29,7 +39,7 @@ import math
 from libs import errors
 from libs.model import analysis as analysis_model
 from libs.model import canary as canary_model
-from libs.model import templates
+from libs.model import extensions, templates
 
 Severity = analysis_model.Severity
 Metric = analysis_model.Metric
@@ -81,6 +91,14 @@ class Result:
     passed: bool
     message: str = ""
     severity: Severity = Severity.INFO  # Flagger: warn for halts and no values, error for failures
+    dry_run: bool = False  # a failure is only reported (``message`` says it would have halted)
+    canary_value: float | None = None  # a relative check's sides; ``value`` is their difference
+    primary_value: float | None = None
+
+    @property
+    def halts(self) -> bool:
+        """Whether this check stops the step (failed, and not a dry run)."""
+        return not self.passed and not self.dry_run
 
 
 # --------------------------------------------------------------------------- queries
@@ -106,19 +124,25 @@ def template_key(canary: Canary, metric: Metric) -> tuple[str, str] | None:
     return ref.namespace or canary.namespace, ref.name
 
 
-def variables(canary: Canary, metric: Metric) -> dict[str, str]:
+def variables(canary: Canary, metric: Metric, *, primary: bool = False) -> dict[str, str]:
     """Flagger's template model for a metric (``toMetricModel``) without ``variables``.
 
     ``interval`` is the metric's, default ``1m`` for every kind (Flagger defaults it for builtin
-    and inline metrics only and renders an empty one into a template's query).
+    and inline metrics only and renders an empty one into a template's query). For the primary
+    side of a relative check ``target`` and ``service`` name the primary's Deployment and
+    Service (``<name>-primary``); the rest is the same.
     """
     spec = canary.spec
     target = spec.target_ref.name
+    service = spec.service.name or target
+    if primary:
+        target += extensions.PRIMARY_SUFFIX
+        service += extensions.PRIMARY_SUFFIX
     return {
         "name": canary.name,
         "namespace": canary.namespace,
         "target": target,
-        "service": spec.service.name or target,
+        "service": service,
         "ingress": spec.ingress_ref.name if spec.ingress_ref else target,
         "route": spec.route_ref.name if spec.route_ref else target,
         "interval": metric.interval_or_default(),
@@ -135,16 +159,27 @@ def builtin_provider(canary: Canary) -> str:
 
 
 def render(
-    canary: Canary, metric: Metric, template: templates.MetricTemplate | None = None
+    canary: Canary,
+    metric: Metric,
+    template: templates.MetricTemplate | None = None,
+    *,
+    primary: bool = False,
 ) -> Query:
-    """The query of ``metric``.
+    """The query of ``metric`` (with ``primary``: its primary side, for a relative check).
 
     Raises ``MissingTemplate`` (a templateRef without its template), ``RenderError`` (a
     template variable missing), ``errors.Unsupported`` (a builtin metric of a provider whose
-    builtin queries Sluice does not have) or ``errors.InvalidInput`` (no usable query).
+    builtin queries Sluice does not have) or ``errors.InvalidInput`` (no usable query, or a
+    primary side asked of a metric without a MetricTemplate).
     """
     kind = kind_of(metric)
-    model = variables(canary, metric)
+    model = variables(canary, metric, primary=primary)
+    if primary and kind is not Kind.TEMPLATE:
+        raise errors.InvalidInput(
+            f"metric {metric.name}: {extensions.COMPARE_TO} needs a templateRef",
+            path="templateVariables",
+            expected="a metric with templateRef",
+        )
     if kind is Kind.BUILTIN:
         if canary.provider() != APISIX:
             raise errors.Unsupported(
@@ -158,8 +193,9 @@ def render(
         _, name = template_key(canary, metric) or ("", "")
         if template is None:  # the text of Flagger's lister error
             raise MissingTemplate(f'metrictemplate.flagger.app "{name}" not found')
+        given = extensions.primary_variables(metric) if primary else metric.template_variables
         try:
-            promql = templates.render_query(template.spec.query, model, metric.template_variables)
+            promql = templates.render_query(template.spec.query, model, given)
         except errors.InvalidInput as exc:
             raise RenderError(exc.message, path=exc.path, expected=exc.expected) from exc
         return Query(metric.name, kind, template.spec.provider.type, promql)
@@ -184,44 +220,68 @@ def check(canary: Canary, metric: Metric, outcome: float | BaseException) -> Res
     return evaluate(canary, metric, outcome)
 
 
-def evaluate(canary: Canary, metric: Metric, value: float) -> Result:
-    """The measured ``value`` against the metric's range, as Flagger checks it."""
+def check_relative(
+    canary: Canary,
+    metric: Metric,
+    canary_outcome: float | BaseException,
+    primary_outcome: float | BaseException,
+) -> Result:
+    """A relative check: ``canary - primary`` against the metric's range. No value on either
+    side is Flagger's "no values found" for the metric; any other error of a side (the
+    canary's first) is that metric's failure, as for a single query."""
+    canary_value = _finite_or_none(canary_outcome)
+    primary_value = _finite_or_none(primary_outcome)
+    outcomes = (canary_outcome, primary_outcome)
+    error = next(
+        (
+            o
+            for o in outcomes
+            if isinstance(o, BaseException) and not isinstance(o, errors.NoValuesFound)
+        ),
+        None,
+    )
+    if error is None and (canary_value is None or primary_value is None):
+        error = next(
+            (o for o in outcomes if isinstance(o, errors.NoValuesFound)),
+            errors.NoValuesFound("no values found"),  # a NaN side
+        )
+    if error is not None:
+        return dataclasses.replace(
+            failed(canary, metric, error), canary_value=canary_value, primary_value=primary_value
+        )
+    assert canary_value is not None
+    assert primary_value is not None
+    return evaluate(
+        canary, metric, canary_value - primary_value, sides=(canary_value, primary_value)
+    )
+
+
+def evaluate(
+    canary: Canary,
+    metric: Metric,
+    value: float,
+    *,
+    sides: tuple[float, float] | None = None,
+) -> Result:
+    """The measured ``value`` against the metric's range, as Flagger checks it; ``sides``
+    (canary, primary) when ``value`` is their difference (a relative check)."""
     if math.isnan(value):  # an adapter never answers NaN; treated as Flagger does
         return failed(canary, metric, errors.NoValuesFound("no values found"))
     bounds = metric.effective_range()
     who = f"{canary.name}.{canary.namespace}"
+    finding = _violation(metric, value)
     message = ""
-    builtin = kind_of(metric) is Kind.BUILTIN
-    if builtin and metric.name == SUCCESS_RATE:
-        if bounds.min is not None and value < bounds.min:
+    dry_run = extensions.dry_run(metric)
+    if finding is not None:
+        what, comparison = finding
+        if sides is not None:
+            comparison += f" (canary {go_fixed2(sides[0])}, primary {go_fixed2(sides[1])})"
+        if dry_run:
             message = (
-                f"Halt {who} advancement success rate {go_fixed2(value)}% < {go_float(bounds.min)}%"
+                f"Dry-run metric {metric.name} {comparison} would have halted {who} advancement"
             )
-        elif bounds.max is not None and value > bounds.max:
-            message = (
-                f"Halt {who} advancement success rate {go_fixed2(value)}% > {go_float(bounds.max)}%"
-            )
-    elif builtin and metric.name == DURATION:
-        # Flagger: time.Duration(int64(value)) * time.Millisecond, and the bounds likewise
-        measured = _whole_ms(value)
-        if bounds.min is not None and measured < _whole_ms(bounds.min):
-            message = (
-                f"Halt {who} advancement request duration "
-                f"{_ms_text(measured)} < {_ms_text(_whole_ms(bounds.min))}"
-            )
-        elif bounds.max is not None and measured > _whole_ms(bounds.max):
-            message = (
-                f"Halt {who} advancement request duration "
-                f"{_ms_text(measured)} > {_ms_text(_whole_ms(bounds.max))}"
-            )
-    elif bounds.min is not None and value < bounds.min:
-        message = (
-            f"Halt {who} advancement {metric.name} {go_fixed2(value)} < {go_float(bounds.min)}"
-        )
-    elif bounds.max is not None and value > bounds.max:
-        message = (
-            f"Halt {who} advancement {metric.name} {go_fixed2(value)} > {go_float(bounds.max)}"
-        )
+        else:
+            message = f"Halt {who} advancement {what} {comparison}"
     return Result(
         metric=metric.name,
         value=value,
@@ -230,11 +290,47 @@ def evaluate(canary: Canary, metric: Metric, value: float) -> Result:
         passed=not message,
         message=message,
         severity=Severity.WARN if message else Severity.INFO,
+        dry_run=dry_run,
+        canary_value=sides[0] if sides else None,
+        primary_value=sides[1] if sides else None,
     )
 
 
+def _violation(metric: Metric, value: float) -> tuple[str, str] | None:
+    """``(what, comparison)`` of a value outside the metric's range, worded as Flagger's halt
+    messages word it (``("success rate", "97.10% < 99%")``), or None when it is inside."""
+    bounds = metric.effective_range()
+    builtin = kind_of(metric) is Kind.BUILTIN
+    if builtin and metric.name == SUCCESS_RATE:
+        if bounds.min is not None and value < bounds.min:
+            return "success rate", f"{go_fixed2(value)}% < {go_float(bounds.min)}%"
+        if bounds.max is not None and value > bounds.max:
+            return "success rate", f"{go_fixed2(value)}% > {go_float(bounds.max)}%"
+        return None
+    if builtin and metric.name == DURATION:
+        # Flagger: time.Duration(int64(value)) * time.Millisecond, and the bounds likewise
+        measured = _whole_ms(value)
+        if bounds.min is not None and measured < _whole_ms(bounds.min):
+            return "request duration", f"{_ms_text(measured)} < {_ms_text(_whole_ms(bounds.min))}"
+        if bounds.max is not None and measured > _whole_ms(bounds.max):
+            return "request duration", f"{_ms_text(measured)} > {_ms_text(_whole_ms(bounds.max))}"
+        return None
+    if bounds.min is not None and value < bounds.min:
+        return metric.name, f"{go_fixed2(value)} < {go_float(bounds.min)}"
+    if bounds.max is not None and value > bounds.max:
+        return metric.name, f"{go_fixed2(value)} > {go_float(bounds.max)}"
+    return None
+
+
+def _finite_or_none(outcome: float | BaseException) -> float | None:
+    if isinstance(outcome, BaseException) or math.isnan(outcome):
+        return None
+    return outcome
+
+
 def failed(canary: Canary, metric: Metric, error: BaseException) -> Result:
-    """The check of a metric whose query gave no value, with Flagger's message for why."""
+    """The check of a metric whose query gave no value, with Flagger's message for why (a
+    dry-run metric's message says it would have halted and quotes Flagger's)."""
     bounds = metric.effective_range()
     kind = kind_of(metric)
     severity = Severity.ERROR
@@ -264,6 +360,11 @@ def failed(canary: Canary, metric: Metric, error: BaseException) -> Result:
         message = f"Prometheus query failed for {metric.name}: {error}"
     else:
         message = NO_USABLE_QUERY
+    dry_run = extensions.dry_run(metric)
+    if dry_run:
+        who = f"{canary.name}.{canary.namespace}"
+        message = f"Dry-run metric {metric.name} would have halted {who} advancement: {message}"
+        severity = Severity.WARN  # only reported: never an error alert
     return Result(
         metric=metric.name,
         value=None,
@@ -272,6 +373,7 @@ def failed(canary: Canary, metric: Metric, error: BaseException) -> Result:
         passed=False,
         message=message,
         severity=severity,
+        dry_run=dry_run,
     )
 
 

@@ -568,3 +568,177 @@ HOUR = 60 * MINUTE
 )
 def test_go_duration_is_go_duration_string(ns: int, text: str) -> None:
     assert metrics.go_duration(ns) == text
+
+
+# --------------------------------------------------------------------------- Sluice's extensions
+
+RELATIVE = {
+    "name": "error-rate",
+    "templateRef": {"name": "error-rate"},
+    "thresholdRange": {"max": 1},
+    "templateVariables": {
+        "sluice.compareTo": "primary",
+        "routeLabel": "test_podinfo-podinfo-canary_.+",
+        "primary.routeLabel": "test_podinfo_.+",
+    },
+}
+
+
+def test_the_primary_side_of_a_relative_check() -> None:
+    subject = canary(**{"spec.service.name": "web"})
+    tpl = template(
+        "{{ target }}|{{ service }}|{{ name }}|{{ route }}|{{ variables.routeLabel }}|{{ interval }}"
+    )
+    m = msgspec.convert(RELATIVE, analysis.Metric)
+    assert metrics.render(subject, m, tpl).promql == (
+        "podinfo|web|podinfo|podinfo|test_podinfo-podinfo-canary_.+|1m"
+    )
+    assert metrics.render(subject, m, tpl, primary=True).promql == (
+        "podinfo-primary|web-primary|podinfo|podinfo|test_podinfo_.+|1m"
+    )
+
+
+def test_only_a_template_has_a_primary_side() -> None:
+    with pytest.raises(errors.InvalidInput, match=r"sluice\.compareTo needs a templateRef"):
+        metrics.render(SEED_CANARY, seed_metric("request-success-rate"), primary=True)
+
+
+RELATIVE_CHECKS: list[tuple[dict[str, Any], float, float, str]] = [
+    (RELATIVE, 1.0, 1.0, ""),
+    (RELATIVE, 2.0, 1.0, ""),  # at most the primary's + 1
+    (RELATIVE, 0.5, 3.0, ""),  # better than the primary
+    (
+        RELATIVE,
+        4.2,
+        1.0,
+        "Halt podinfo.test advancement error-rate 3.20 > 1 (canary 4.20, primary 1.00)",
+    ),
+    (
+        {**RELATIVE, "name": "throughput", "thresholdRange": {"min": -10}},
+        80.0,
+        95.5,
+        "Halt podinfo.test advancement throughput -15.50 < -10 (canary 80.00, primary 95.50)",
+    ),
+    (
+        {**RELATIVE, "templateVariables": {**RELATIVE["templateVariables"], "sluice.dryRun": "true"}},
+        4.2,
+        1.0,
+        "Dry-run metric error-rate 3.20 > 1 (canary 4.20, primary 1.00) would have halted "
+        "podinfo.test advancement",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("fields", "canary_value", "primary_value", "message"), RELATIVE_CHECKS)
+def test_check_relative(
+    fields: dict[str, Any], canary_value: float, primary_value: float, message: str
+) -> None:
+    m = msgspec.convert(fields, analysis.Metric)
+    result = metrics.check_relative(SEED_CANARY, m, canary_value, primary_value)
+    assert result == metrics.Result(
+        metric=m.name,
+        value=canary_value - primary_value,
+        min=m.effective_range().min,
+        max=m.effective_range().max,
+        passed=not message,
+        message=message,
+        severity=analysis.Severity.WARN if message else analysis.Severity.INFO,
+        dry_run=fields["templateVariables"].get("sluice.dryRun") == "true",
+        canary_value=canary_value,
+        primary_value=primary_value,
+    )
+    assert result.halts is (bool(message) and not result.dry_run)
+
+
+NO_VALUES_ERROR_RATE = (
+    "Halt advancement no values found for custom metric: error-rate: no values found"
+)
+
+
+@pytest.mark.parametrize(
+    ("canary_outcome", "primary_outcome", "message", "sides"),
+    [
+        (NO_VALUES, 1.0, NO_VALUES_ERROR_RATE, (None, 1.0)),
+        (4.2, NO_VALUES, NO_VALUES_ERROR_RATE, (4.2, None)),
+        (NO_VALUES, NO_VALUES, NO_VALUES_ERROR_RATE, (None, None)),
+        (math.nan, 1.0, NO_VALUES_ERROR_RATE, (None, 1.0)),
+        (4.2, SLOW, f"Metric query failed for error-rate: {SLOW}", (4.2, None)),
+        (NO_VALUES, DOWN, f"Metric query failed for error-rate: {DOWN}", (None, None)),
+    ],
+)
+def test_a_relative_check_without_both_values_fails(
+    canary_outcome: float | BaseException,
+    primary_outcome: float | BaseException,
+    message: str,
+    sides: tuple[float | None, float | None],
+) -> None:
+    m = msgspec.convert(RELATIVE, analysis.Metric)
+    result = metrics.check_relative(SEED_CANARY, m, canary_outcome, primary_outcome)
+    assert (result.passed, result.value, result.message) == (False, None, message)
+    assert (result.canary_value, result.primary_value) == sides
+    assert result.halts
+
+
+def dry(fields: dict[str, Any]) -> analysis.Metric:
+    variables = {**fields.get("templateVariables", {}), "sluice.dryRun": "true"}
+    return msgspec.convert({**fields, "templateVariables": variables}, analysis.Metric)
+
+
+@pytest.mark.parametrize(
+    ("fields", "value", "message"),
+    [
+        (
+            {**CUSTOM, "thresholdRange": {"max": 1}},
+            4.2,
+            "Dry-run metric error-rate 4.20 > 1 would have halted podinfo.test advancement",
+        ),
+        (
+            RATE_MIN_99,
+            97.1,
+            "Dry-run metric request-success-rate 97.10% < 99% would have halted "
+            "podinfo.test advancement",
+        ),
+        (
+            {"name": "request-duration", "thresholdRange": {"min": 600_000}},
+            3.7,
+            "Dry-run metric request-duration 3ms < 10m0s would have halted podinfo.test advancement",
+        ),
+        ({**CUSTOM, "thresholdRange": {"max": 1}}, 0.5, ""),
+    ],
+)
+def test_a_dry_run_metric_never_halts(fields: dict[str, Any], value: float, message: str) -> None:
+    m = dry(fields)
+    result = metrics.check(SEED_CANARY, m, value)
+    assert (result.value, result.passed, result.message, result.dry_run) == (
+        value,
+        not message,
+        message,
+        True,
+    )
+    assert not result.halts
+    # the same metric without dryRun halts, with Flagger's message
+    plain = msgspec.convert(fields, analysis.Metric)
+    assert metrics.check(SEED_CANARY, plain, value).halts is bool(message)
+
+
+@pytest.mark.parametrize(
+    ("fields", "error", "flagger"),
+    [
+        (
+            {**CUSTOM, "thresholdRange": {"max": 1}},
+            NO_VALUES,
+            "Halt advancement no values found for custom metric: error-rate: no values found",
+        ),
+        ({**CUSTOM, "thresholdRange": {"max": 1}}, SLOW, f"Metric query failed for error-rate: {SLOW}"),
+        (RATE_MIN_99, DOWN, f"Prometheus query failed: {DOWN}"),
+    ],
+)  # fmt: skip
+def test_a_dry_run_metric_only_reports_a_failed_query(
+    fields: dict[str, Any], error: BaseException, flagger: str
+) -> None:
+    result = metrics.check(SEED_CANARY, dry(fields), error)
+    assert result.message == (
+        f"Dry-run metric {fields['name']} would have halted podinfo.test advancement: {flagger}"
+    )
+    assert (result.passed, result.dry_run, result.halts) == (False, True, False)
+    assert result.severity is analysis.Severity.WARN  # never an error alert
