@@ -181,7 +181,8 @@ class CanarySpec(meta.Model, frozen=True):
 
 
 class Condition(meta.Model, frozen=True):
-    """A status condition (Flagger keeps a single ``Promoted`` condition)."""
+    """A status condition: Flagger's ``Promoted``; Sluice adds ``Valid`` (the spec validates)
+    and ``Gate`` (False while a confirm-* gate holds the canary; reason = the webhook type)."""
 
     type: str
     status: Literal["True", "False", "Unknown"]
@@ -196,10 +197,13 @@ class MetricStatus(meta.Model, frozen=True):
     Flagger users ask for it)."""
 
     name: str
-    value: float | None = None  # None: no values found
+    value: float | None = None  # None: no values found (relative checks: canary - primary)
     min: float | None = None
     max: float | None = None
-    passed: bool = False
+    passed: bool | None = None  # always written, false included
+    dry_run: bool | None = None  # a dry-run metric: shown, never halts
+    canary_value: float | None = None  # relative checks: the two sides of ``value``
+    primary_value: float | None = None
 
 
 class CanaryStatus(meta.Model, frozen=True):

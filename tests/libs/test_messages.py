@@ -84,7 +84,9 @@ def test_every_event_kind_round_trips_through_the_union_decoder() -> None:
         messages.WebhookFailed(
             canary=CANARY, webhook="post", type=messages.WebhookType.POST_ROLLOUT, error="500"
         ),
-        messages.WebhookPassed(canary=CANARY, webhook="gate", type=messages.WebhookType.CONFIRM_ROLLOUT),
+        messages.WebhookPassed(
+            canary=CANARY, webhook="gate", type=messages.WebhookType.CONFIRM_ROLLOUT
+        ),
         messages.Terminating(canary=CANARY),
         messages.Terminated(canary=CANARY),
         messages.GateChanged(canary=CANARY, gate="gate", open=True, by="10.0.0.7"),

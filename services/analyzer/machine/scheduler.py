@@ -62,7 +62,7 @@ def step(ctx: Context) -> Step:
     if phase in (Phase.INITIALIZED, Phase.SUCCEEDED, Phase.FAILED, Phase.WAITING):
         if not changed:
             return s.outcome()
-        gate = yield RunHooks(Hook.CONFIRM_ROLLOUT, Phase.WAITING)
+        gate = yield RunHooks(Hook.CONFIRM_ROLLOUT, phase)  # the canary's phase, as Flagger
         assert isinstance(gate, HooksOutcome)
         if not gate.ok:
             message = f"Halt {s.who} advancement waiting for approval {gate.failed}"
@@ -232,7 +232,14 @@ def _analyse(s: StepState) -> Step:
         s.update(
             metrics=tuple(
                 canary_model.MetricStatus(
-                    name=c.metric, value=c.value, min=c.min, max=c.max, passed=c.passed
+                    name=c.metric,
+                    value=c.value,
+                    min=c.min,
+                    max=c.max,
+                    passed=c.passed,
+                    dry_run=c.dry_run or None,
+                    canary_value=c.canary_value,
+                    primary_value=c.primary_value,
                 )
                 for c in checked.checked
             )
@@ -338,7 +345,7 @@ def _post_rollout(s: StepState, phase: Phase) -> Step:
     if not post.ok:
         s.warn(
             messages.WebhookFailed,
-            f"Post-rollout check {post.failed} failed {post.error}",
+            f"Post-rollout hook {post.failed} failed {post.error}",
             webhook=post.failed,
             type=Hook.POST_ROLLOUT,
             error=post.error,
@@ -366,14 +373,16 @@ def _rollback(s: StepState, message: str, *, reason: str) -> Step:
 
 
 def _terminate(s: StepState) -> Step:
-    """revertOnDeletion: Terminating, the target gets its traffic back, Terminated; on the next
-    step the finalizer goes and Kubernetes deletes the Canary and what it owns."""
+    """revertOnDeletion, one step each: Terminating; the target gets its traffic back,
+    Terminated; the finalizer goes and Kubernetes deletes the Canary and what it owns."""
     if s.ctx.status.phase == Phase.TERMINATED:
         yield SetFinalizer(False)
         return s.outcome()
     if s.ctx.status.phase != Phase.TERMINATING:
+        # written on its own, so the phase shows while the target comes back up
         s.set_phase(Phase.TERMINATING)
         s.info(messages.Terminating, f"Terminating canary {s.who}")
+        return s.outcome()
     yield Revert()
     s.gate_passed()
     s.set_phase(Phase.TERMINATED)

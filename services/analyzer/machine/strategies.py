@@ -118,7 +118,7 @@ def _canary(s: StepState) -> Step:
     if canary_weight <= weight:  # no step left below maxWeight: nothing more to shift
         return (yield from promote(s))
     if not mirrored:  # Flagger asks for a traffic increase only when nothing is mirrored
-        gate = yield RunHooks(Hook.CONFIRM_TRAFFIC_INCREASE, s.ctx.status.phase)
+        gate = yield RunHooks(Hook.CONFIRM_TRAFFIC_INCREASE, Phase.PROGRESSING)
         assert isinstance(gate, HooksOutcome)
         if not gate.ok:
             _waiting_for_traffic_increase(s, gate)
@@ -161,7 +161,7 @@ def _waiting_for_traffic_increase(s: StepState, gate: HooksOutcome) -> None:
 def promotion_gate(s: StepState) -> Gate:
     """Flagger's confirm-promotion: closed (False), the canary waits in WaitingPromotion while
     its analysis goes on; open (True), the step goes on."""
-    gate = yield RunHooks(Hook.CONFIRM_PROMOTION, s.ctx.status.phase)
+    gate = yield RunHooks(Hook.CONFIRM_PROMOTION, Phase.PROGRESSING)
     assert isinstance(gate, HooksOutcome)
     if not gate.ok:
         message = f"Halt {s.who} advancement waiting for promotion approval {gate.failed}"

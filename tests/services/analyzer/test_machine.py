@@ -173,7 +173,7 @@ def test_replica_changes_are_not_a_revision() -> None:
 def test_a_new_revision_scales_the_canary_up_and_starts_progressing() -> None:
     effects, out = drive(seed(), status(Phase.SUCCEEDED), target=workload("podinfo", REV2))
     assert effects == [
-        machine.RunHooks(Hook.CONFIRM_ROLLOUT, Phase.WAITING),
+        machine.RunHooks(Hook.CONFIRM_ROLLOUT, Phase.SUCCEEDED),
         machine.Scale("podinfo", 2, up=True),
     ]
     assert out.status.phase == Phase.PROGRESSING

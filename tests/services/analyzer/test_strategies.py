@@ -292,11 +292,16 @@ def test_without_revert_on_deletion_the_finalizer_comes_off() -> None:
 
 def test_a_deleted_canary_is_reverted_then_released() -> None:
     effects, out = drive(guarded(deleting=True), status(Phase.PROGRESSING, canary_weight=30))
+    assert effects == []
+    assert out.status.phase == Phase.TERMINATING
+    assert [m for m in messages_of(out) if m[0] == "terminating"] == [
+        ("terminating", "Terminating canary podinfo.test")
+    ]
+    effects, out = drive(guarded(deleting=True), out.status)
     assert effects == [machine.Revert()]
     assert out.status.phase == Phase.TERMINATED
-    assert [m for m in messages_of(out) if m[0] in ("terminating", "terminated")] == [
-        ("terminating", "Terminating canary podinfo.test"),
-        ("terminated", "Terminated canary podinfo.test"),
+    assert [m for m in messages_of(out) if m[0] == "terminated"] == [
+        ("terminated", "Terminated canary podinfo.test")
     ]
     effects, again = drive(guarded(deleting=True), out.status)
     assert effects == [machine.SetFinalizer(False)]
@@ -314,3 +319,9 @@ def test_a_deleted_canary_without_the_finalizer_is_left_to_kubernetes() -> None:
 def test_a_step_on_a_new_canary_starts_with_the_unchanged_primary() -> None:
     effects, out = drive(canary(), status(Phase.INITIALIZED), target=workload("podinfo", REV1))
     assert (effects, out.events) == ([], ())
+
+
+def test_a_failing_post_rollout_hook_only_warns_in_flaggers_words() -> None:
+    seen = run(canary(), World(failing_hooks={Hook.POST_ROLLOUT: "tell"}))
+    assert ("webhook_failed", "Post-rollout hook tell failed 403") in seen
+    assert seen[-1] == ("promotion_completed", "Promotion completed! Scaling down podinfo.test")
