@@ -75,7 +75,9 @@ async def test_a_failing_dry_run_metric_is_reported_and_never_halts(
     assert real
     assert not any(e["dry_run"] for e in real)
     shown = {m["name"]: m for m in status.get("metrics") or []}
-    assert "passed" not in shown["request-duration"]  # false, the default, is left out
+    assert shown["request-duration"]["passed"] is False
+    assert shown["request-duration"]["dryRun"] is True
+    assert "dryRun" not in shown["request-success-rate"]
     assert shown["request-success-rate"]["passed"] is True
     assert shown["request-duration"]["min"] == 600_000
     valid(recorder.events)
