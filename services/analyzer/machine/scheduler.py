@@ -65,15 +65,11 @@ def step(ctx: Context) -> Step:
         gate = yield RunHooks(Hook.CONFIRM_ROLLOUT, phase)  # the canary's phase, as Flagger
         assert isinstance(gate, HooksOutcome)
         if not gate.ok:
-            message = f"Halt {s.who} advancement waiting for approval {gate.failed}"
-            if s.wait_at(Hook.CONFIRM_ROLLOUT, message):
-                s.warn(
-                    messages.WaitingApproval,
-                    message,
-                    gate=Hook.CONFIRM_ROLLOUT,
-                    webhook=gate.failed,
-                    mute_alert=gate.mute_alert,
-                )
+            s.wait(
+                Hook.CONFIRM_ROLLOUT,
+                gate,
+                f"Halt {s.who} advancement waiting for approval {gate.failed}",
+            )
             s.set_phase(Phase.WAITING)
             return s.outcome()
         s.gate_passed()
@@ -125,12 +121,8 @@ def _initialize(s: StepState) -> Step:
         s.set_phase(Phase.INITIALIZING)
     reason = not_ready(ctx.primary, s.analysis.primary_ready_percent())
     if reason is not None:
-        s.warn(
-            messages.Halted,
-            f"primary deployment {s.target}-primary.{s.ref.namespace} not ready: {reason}",
-            reason=reason,
-            failed_checks=s.failed_checks,
-            counted=False,
+        s.hold(
+            f"primary deployment {s.target}-primary.{s.ref.namespace} not ready: {reason}", reason
         )
         return s.outcome()
     yield SetWeights(100, 0)  # the canary route exists from now on, all traffic on the primary
@@ -173,13 +165,7 @@ def _analyse(s: StepState) -> Step:
                     reason="progress deadline exceeded",
                 )
             )
-        s.warn(
-            messages.Halted,
-            f"canary deployment {s.who} not ready: {reason}",
-            reason=reason,
-            failed_checks=s.failed_checks,
-            counted=False,
-        )
+        s.hold(f"canary deployment {s.who} not ready: {reason}", reason)
         return s.outcome()
 
     if s.canary.spec.skip_analysis:
@@ -295,12 +281,8 @@ def _promoting(s: StepState) -> Step:
             )
             s.set_phase(Phase.FAILED)
             return s.outcome()
-        s.warn(
-            messages.Halted,
-            f"primary deployment {s.target}-primary.{s.ref.namespace} not ready: {reason}",
-            reason=reason,
-            failed_checks=s.failed_checks,
-            counted=False,
+        s.hold(
+            f"primary deployment {s.target}-primary.{s.ref.namespace} not ready: {reason}", reason
         )
         return s.outcome()
     weight = strategy.next_promotion_weight(s.analysis, s.ctx.status.canary_weight or 0)

@@ -10,7 +10,7 @@ import msgspec
 
 from libs import messages
 from libs.model import canary as canary_model
-from services.analyzer.machine.effects import Context, Hook, Outcome, Phase
+from services.analyzer.machine.effects import Context, Hook, HooksOutcome, Outcome, Phase
 
 # The Promoted condition: Flagger's status and message per phase.
 ConditionStatus = Literal["True", "False", "Unknown"]
@@ -238,6 +238,30 @@ class StepState:
         new = self.waiting_at() != kind
         self.update(conditions=self._with_condition(GATE_CONDITION, "False", str(kind), message))
         return new
+
+    def wait(self, kind: Hook, gate: HooksOutcome, message: str) -> bool:
+        """The canary waits at gate ``kind``: the gate alert (``waiting_approval``) when this
+        wait is new; True then."""
+        new = self.wait_at(kind, message)
+        if new:
+            self.warn(
+                messages.WaitingApproval,
+                message,
+                gate=kind,
+                webhook=gate.failed,
+                mute_alert=gate.mute_alert,
+            )
+        return new
+
+    def hold(self, message: str, reason: str) -> None:
+        """A step that cannot go on yet and counts no failed check (not ready, a closed gate)."""
+        self.warn(
+            messages.Halted,
+            message,
+            reason=reason,
+            failed_checks=self.failed_checks,
+            counted=False,
+        )
 
     def gate_passed(self) -> None:
         """No gate holds the canary any more."""

@@ -140,22 +140,8 @@ def _canary(s: StepState) -> Step:
 def _waiting_for_traffic_increase(s: StepState, gate: HooksOutcome) -> None:
     """Flagger's warning on every step the gate stays closed; the gate alert only once."""
     message = f"Halt {s.who} advancement waiting for traffic increase approval {gate.failed}"
-    if s.wait_at(Hook.CONFIRM_TRAFFIC_INCREASE, message):
-        s.warn(
-            messages.WaitingApproval,
-            message,
-            gate=Hook.CONFIRM_TRAFFIC_INCREASE,
-            webhook=gate.failed,
-            mute_alert=gate.mute_alert,
-        )
-        return
-    s.warn(
-        messages.Halted,
-        message,
-        reason="waiting for traffic increase approval",
-        failed_checks=s.failed_checks,
-        counted=False,
-    )
+    if not s.wait(Hook.CONFIRM_TRAFFIC_INCREASE, gate, message):
+        s.hold(message, "waiting for traffic increase approval")
 
 
 def promotion_gate(s: StepState) -> Gate:
@@ -164,15 +150,11 @@ def promotion_gate(s: StepState) -> Gate:
     gate = yield RunHooks(Hook.CONFIRM_PROMOTION, Phase.PROGRESSING)
     assert isinstance(gate, HooksOutcome)
     if not gate.ok:
-        message = f"Halt {s.who} advancement waiting for promotion approval {gate.failed}"
-        if s.wait_at(Hook.CONFIRM_PROMOTION, message):
-            s.warn(
-                messages.WaitingApproval,
-                message,
-                gate=Hook.CONFIRM_PROMOTION,
-                webhook=gate.failed,
-                mute_alert=gate.mute_alert,
-            )
+        s.wait(
+            Hook.CONFIRM_PROMOTION,
+            gate,
+            f"Halt {s.who} advancement waiting for promotion approval {gate.failed}",
+        )
         s.set_phase(Phase.WAITING_PROMOTION)
         return False
     s.gate_passed()
