@@ -251,14 +251,7 @@ def _skip_analysis(s: StepState) -> Step:
         f"Copying {s.who} template spec to {s.target}-primary.{s.ref.namespace}",
     )
     yield Promote()
-    yield Scale(s.target, 0)
-    s.update(
-        canary_weight=0,
-        failed_checks=0,
-        iterations=0,
-        last_promoted_spec=s.ctx.status.last_applied_spec,
-    )
-    s.set_phase(Phase.SUCCEEDED)
+    yield from _succeed(s)
     s.info(
         messages.PromotionCompleted,
         f"Promotion completed! Canary analysis was skipped for {s.who}",
@@ -306,7 +299,8 @@ def _promoting(s: StepState) -> Step:
     return s.outcome()
 
 
-def _finalising(s: StepState) -> Step:
+def _succeed(s: StepState) -> Step:
+    """The canary scaled down, the promoted revision recorded, phase Succeeded."""
     yield Scale(s.target, 0)
     s.update(
         canary_weight=0,
@@ -315,6 +309,11 @@ def _finalising(s: StepState) -> Step:
         last_promoted_spec=s.ctx.status.last_applied_spec,
     )
     s.set_phase(Phase.SUCCEEDED)
+    return s.outcome()
+
+
+def _finalising(s: StepState) -> Step:
+    yield from _succeed(s)
     yield from _post_rollout(s, Phase.SUCCEEDED)
     s.info(messages.PromotionCompleted, f"Promotion completed! Scaling down {s.who}")
     return s.outcome()
