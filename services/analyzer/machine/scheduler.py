@@ -122,7 +122,7 @@ def _initialize(s: StepState) -> Step:
     reason = not_ready(ctx.primary, s.analysis.primary_ready_percent())
     if reason is not None:
         s.hold(
-            f"primary deployment {s.target}-primary.{s.ref.namespace} not ready: {reason}", reason
+            f"{s.target}-primary.{s.ref.namespace} not ready: {reason}", reason
         )
         return s.outcome()
     yield SetWeights(100, 0)  # the canary route exists from now on, all traffic on the primary
@@ -161,11 +161,11 @@ def _analyse(s: StepState) -> Step:
                 yield from _rollback(
                     s,
                     f"Rolling back {s.who} progress deadline exceeded "
-                    f"canary deployment {s.who} not ready: {reason}",
+                    f"{s.who} not ready: {reason}",
                     reason="progress deadline exceeded",
                 )
             )
-        s.hold(f"canary deployment {s.who} not ready: {reason}", reason)
+        s.hold(f"{s.who} not ready: {reason}", reason)
         return s.outcome()
 
     if s.canary.spec.skip_analysis:
@@ -275,7 +275,7 @@ def _promoting(s: StepState) -> Step:
             s.set_phase(Phase.FAILED)
             return s.outcome()
         s.hold(
-            f"primary deployment {s.target}-primary.{s.ref.namespace} not ready: {reason}", reason
+            f"{s.target}-primary.{s.ref.namespace} not ready: {reason}", reason
         )
         return s.outcome()
     weight = strategy.next_promotion_weight(s.analysis, s.ctx.status.canary_weight or 0)

@@ -63,7 +63,9 @@ def parse_rfc3339(text: str | None) -> int | None:
 
 
 def not_ready(obs: messages.WorkloadObservation | None, threshold: int) -> str | None:
-    """Why a Deployment is not ready yet, in Flagger's words; None when it is."""
+    """Why a Deployment is not ready yet, in Flagger's words; None when it is. (Unlike
+    Flagger, a Deployment with replicas and none available is never ready, whatever the
+    threshold.)"""
     if obs is None:
         return "waiting for rollout to finish: the deployment is not observed yet"
     if obs.generation > obs.observed_generation:
@@ -81,7 +83,7 @@ def not_ready(obs: messages.WorkloadObservation | None, threshold: int) -> str |
     needed = obs.updated_replicas * threshold // 100
     if obs.available_replicas < needed or (obs.replicas > 0 and obs.available_replicas == 0):
         return (
-            f"waiting for rollout to finish: {obs.available_replicas} of {obs.updated_replicas} "
+            f"waiting for rollout to finish: {obs.available_replicas} of {needed} "
             f"(readyThreshold {threshold}%) updated replicas are available"
         )
     return None

@@ -20,8 +20,10 @@ from libs.model import templates
 from tests.fixtures.services import ServiceFactory
 from tests.sandbox.e2e import support
 from tests.sandbox.e2e.rollouts import (
+    LOADTESTER,
     Docs,
     initialized,
+    loadtester,
     new_image,
     record,
     start,
@@ -33,7 +35,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 NS = "ab"
 HOST = f"{NS}.example.com"
-LOADTESTER = "http://flagger-loadtester.test"
 COOKIE_MATCH = "^(.*?;)?(canary=always)(;.*)?$"
 MATCH = [
     {"headers": {"x-canary": {"exact": "insider"}}},
@@ -64,20 +65,6 @@ def ab_canary(docs: Docs) -> None:
     analysis["webhooks"].append(
         {"name": "hold", "type": "rollout", "url": f"{LOADTESTER}/gate/check", "timeout": "5s"}
     )
-
-
-async def gate(stack: support.Stack, action: str) -> None:
-    body = {"name": "podinfo", "namespace": NS}
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(
-            f"{LOADTESTER}/gate/{action}",
-            json=body,
-            proxy=stack.env["HTTP_PROXY"],
-            timeout=support.HTTP,
-        ) as resp,
-    ):
-        assert resp.status == 202, f"{action}: {resp.status} {await resp.text()}"
 
 
 async def answers(
@@ -127,10 +114,10 @@ async def test_an_ab_canary_routes_only_matching_requests_to_the_canary(
         f"{NS}_podinfo-podinfo-canary_method-ab-1",
     ]
 
-    await gate(stack, "open")
+    await loadtester(stack, "/gate/open", NS)
     await new_image(stack, NS)
     await wait_for(stack, NS, lambda s: (s.get("iterations") or 0) >= 1, "iteration 1")
-    await gate(stack, "close")
+    await loadtester(stack, "/gate/close", NS)
     status = await wait_for(stack, NS, lambda s: s.get("phase") == "Progressing", "Progressing")
     assert (status.get("iterations") or 0) < 3
     for rule in ("method-ab-0", "method-ab-1"):
@@ -186,7 +173,7 @@ async def test_an_ab_canary_routes_only_matching_requests_to_the_canary(
     assert rate == 100.0
     assert (await wait_for(stack, NS, lambda s: True, "status"))["phase"] == "Progressing"
 
-    await gate(stack, "open")
+    await loadtester(stack, "/gate/open", NS)
     await wait_for(stack, NS, lambda s: s.get("phase") == "Succeeded", "Succeeded")
     events = [e["message"] for e in recorder.events]
     expected = [

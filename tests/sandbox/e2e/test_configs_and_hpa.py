@@ -16,20 +16,20 @@ from nats.aio.client import Client
 
 from tests.fixtures.services import ServiceFactory
 from tests.sandbox.e2e import support
-from tests.sandbox.e2e.rollouts import Docs, initialized, new_image, record, start, valid, wait_for
+from tests.sandbox.e2e.rollouts import (
+    Docs,
+    get,
+    initialized,
+    new_image,
+    record,
+    start,
+    valid,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 TRACKING = "flagger.app/config-tracking"
-
-
-async def get(stack: support.Stack, namespace: str, kind: str, name: str) -> dict[str, Any] | None:
-    out = await stack.kubectl("get", kind, name, "-n", namespace, "-o", "json", check=False)
-    if out.code != 0:
-        assert "NotFound" in out.stderr, out.stderr
-        return None
-    found: dict[str, Any] = json.loads(out.stdout)
-    return found
 
 
 async def must_get(stack: support.Stack, namespace: str, kind: str, name: str) -> dict[str, Any]:

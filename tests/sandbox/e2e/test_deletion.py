@@ -6,7 +6,6 @@ garbage-collects everything the Canary owns and leaves the user's ApisixRoute al
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import nats.js.errors
@@ -17,7 +16,7 @@ from libs import messages, streams
 from libs.model import canary as canary_model
 from tests.fixtures.services import ServiceFactory
 from tests.sandbox.e2e import support
-from tests.sandbox.e2e.rollouts import initialized, record, start, valid
+from tests.sandbox.e2e.rollouts import get, initialized, record, start, valid
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -27,15 +26,6 @@ OWNED = [
     ("service", "podinfo-canary"),
     ("apisixroute", "podinfo-podinfo-canary"),
 ]
-
-
-async def get(stack: support.Stack, namespace: str, kind: str, name: str) -> dict[str, Any] | None:
-    out = await stack.kubectl("get", kind, name, "-n", namespace, "-o", "json", check=False)
-    if out.code != 0:
-        assert "NotFound" in out.stderr, out.stderr
-        return None
-    found: dict[str, Any] = json.loads(out.stdout)
-    return found
 
 
 def finalizers(obj: dict[str, Any] | None) -> list[str]:

@@ -17,117 +17,35 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 import pytest
 from nats.aio.client import Client
 
-from libs import messages
 from tests.fixtures.services import ServiceFactory
 from tests.fixtures.sinks import Sink
 from tests.sandbox.e2e import support
 from tests.sandbox.e2e.rollouts import (
-    Docs,
-    Recorder,
+    GATE,
+    HALT,
+    ROLLBACK,
+    Calls,
+    calls,
+    condition,
+    hook,
     initialized,
+    loadtester,
     new_image,
     phase,
     record,
+    said,
     start,
     valid,
     wait_for,
+    with_hooks,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
-
-LOADTESTER = "http://flagger-loadtester.test"
-GATE = f"{LOADTESTER}/gate/check"  # 200 while the canary's gate is open, else 403
-HALT = f"{LOADTESTER}/gate/halt"  # always 403: a hook that always fails
-ROLLBACK = f"{LOADTESTER}/rollback/check"  # 200 while the rollback switch is open, else 403
-
-
-def hook(name: str, kind: str, url: str, **extra: Any) -> dict[str, Any]:
-    return {"name": name, "type": kind, "url": url, "timeout": "5s", **extra}
-
-
-def with_hooks(*hooks: dict[str, Any], alerts_to: str = "") -> Callable[[Docs], None]:
-    """Add ``hooks`` after the tutorial's load test; with ``alerts_to``, the canary alerts (all
-    severities) to that Slack-style URL through an AlertProvider of its namespace."""
-
-    def edit(docs: Docs) -> None:
-        canary = docs[3]
-        canary["spec"]["analysis"]["webhooks"].extend(hooks)
-        if alerts_to:
-            namespace = canary["metadata"]["namespace"]
-            docs.append(
-                {
-                    "apiVersion": "flagger.app/v1beta1",
-                    "kind": "AlertProvider",
-                    "metadata": {"name": "chat", "namespace": namespace},
-                    "spec": {"type": "slack", "address": alerts_to},
-                }
-            )
-            canary["spec"]["analysis"]["alerts"] = [
-                {"name": "chat", "severity": "info", "providerRef": {"name": "chat"}}
-            ]
-
-    return edit
-
-
-async def loadtester(stack: support.Stack, path: str, namespace: str) -> None:
-    """``curl -d '{"name": "podinfo", "namespace": ...}' http://flagger-loadtester.test<path>``."""
-    body = {"name": "podinfo", "namespace": namespace}
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(
-            LOADTESTER + path, json=body, proxy=stack.env["HTTP_PROXY"], timeout=support.HTTP
-        ) as resp,
-    ):
-        assert resp.status == 202, f"{path}: {resp.status} {await resp.text()}"
-
-
-class Calls:
-    """Every webhook command on the bus (a plain subscriber beside the webhook-runners): one
-    per hook per analysis step, so counting them counts the steps a gate was asked on."""
-
-    def __init__(self) -> None:
-        self.seen: list[tuple[str, str]] = []
-
-    async def handle(self, msg: Any) -> None:
-        command = json.loads(msg.data)
-        self.seen.append((command["canary"]["namespace"], command["webhook"]["type"]))
-
-    def count(self, namespace: str, kind: str) -> int:
-        return self.seen.count((namespace, kind))
-
-    async def reach(self, namespace: str, kind: str, count: int) -> None:
-        async def counted() -> int:
-            return self.count(namespace, kind)
-
-        await support.poll(
-            counted, lambda n: n >= count, timeout=60, what=f"{kind} hooks of {namespace} called"
-        )
-
-
-async def calls(nc: Client) -> Calls:
-    seen = Calls()
-    await nc.subscribe(messages.CMD_WEBHOOK, cb=seen.handle)
-    return seen
-
-
-async def said(recorder: Recorder, kind: str, message: str) -> None:
-    """Until a ``kind`` event with exactly ``message`` arrives (events follow the status write)."""
-
-    async def messages_() -> list[str]:
-        return recorder.messages(kind)
-
-    await support.poll(messages_, lambda seen: message in seen, timeout=30, what=message)
-
-
-def condition(status: dict[str, Any], kind: str) -> dict[str, Any] | None:
-    return next((c for c in status.get("conditions") or [] if c["type"] == kind), None)
 
 
 def alerts(sink: Sink, namespace: str) -> list[str]:

@@ -14,15 +14,16 @@ import collections
 import json
 import re
 
-import aiohttp
 import pytest
 from nats.aio.client import Client
 
 from tests.fixtures.services import ServiceFactory
 from tests.sandbox.e2e import support
 from tests.sandbox.e2e.rollouts import (
+    LOADTESTER,
     Docs,
     initialized,
+    loadtester,
     new_image,
     record,
     start,
@@ -34,7 +35,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 NS = "mirror"
 HOST = f"{NS}.example.com"
-LOADTESTER = "http://flagger-loadtester.test"
 CANARY_ROUTE = f"{NS}_podinfo-podinfo-canary_method"
 COUNTER = re.compile(r'^http_requests_total\{method="GET",path="/api/info",status="200"\} (\S+)$')
 
@@ -46,20 +46,6 @@ def held_blue_green(docs: Docs) -> None:
     analysis["webhooks"].append(
         {"name": "hold", "type": "rollout", "url": f"{LOADTESTER}/gate/check", "timeout": "5s"}
     )
-
-
-async def gate(stack: support.Stack, action: str) -> None:
-    body = {"name": "podinfo", "namespace": NS}
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(
-            f"{LOADTESTER}/gate/{action}",
-            json=body,
-            proxy=stack.env["HTTP_PROXY"],
-            timeout=support.HTTP,
-        ) as resp,
-    ):
-        assert resp.status == 202, f"{action}: {resp.status} {await resp.text()}"
 
 
 async def canary_pods_served(stack: support.Stack) -> int:
@@ -104,10 +90,10 @@ async def test_a_mirrored_blue_green_canary_gets_copies_while_clients_get_the_pr
     )
     assert await mirror_plugin(stack) is None
 
-    await gate(stack, "open")
+    await loadtester(stack, "/gate/open", NS)
     await new_image(stack, NS)
     await wait_for(stack, NS, lambda s: (s.get("iterations") or 0) >= 1, "iteration 1")
-    await gate(stack, "close")
+    await loadtester(stack, "/gate/close", NS)
     status = await wait_for(stack, NS, lambda s: s.get("phase") == "Progressing", "Progressing")
     assert (status.get("iterations") or 0) < 3
     assert await mirror_plugin(stack) == {
@@ -133,7 +119,7 @@ async def test_a_mirrored_blue_green_canary_gets_copies_while_clients_get_the_pr
     )
     print(f"\ncanary pods answered {copies - before} copies while the test sent 400 requests")
 
-    await gate(stack, "open")
+    await loadtester(stack, "/gate/open", NS)
     await wait_for(stack, NS, lambda s: s.get("phase") == "Succeeded", "Succeeded")
     assert await mirror_plugin(stack) is None
     events = [e["message"] for e in recorder.events]

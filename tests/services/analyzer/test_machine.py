@@ -139,7 +139,7 @@ def test_a_new_canary_initializes_and_waits_for_its_primary() -> None:
     assert messages_of(out) == [
         (
             "halted",
-            "primary deployment podinfo-primary.test not ready: waiting for rollout to finish: "
+            "podinfo-primary.test not ready: waiting for rollout to finish: "
             "0 of 2 (readyThreshold 100%) updated replicas are available",
         )
     ]
@@ -318,7 +318,7 @@ def test_a_canary_not_ready_waits_then_rolls_back_after_the_deadline() -> None:
     assert messages_of(out) == [
         (
             "halted",
-            "canary deployment podinfo.test not ready: waiting for rollout to finish: 0 of 2 "
+            "podinfo.test not ready: waiting for rollout to finish: 0 of 2 "
             "(readyThreshold 100%) updated replicas are available",
         )
     ]
