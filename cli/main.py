@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import os
 import sys
 from collections.abc import Sequence
 
-from cli import validate
+from cli import canaries, validate
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -33,12 +34,14 @@ def _run_version(_: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
+    invoked = os.path.basename(sys.argv[0]) if sys.argv else ""
     parser = argparse.ArgumentParser(
-        prog="sluice",
+        prog="kubectl sluice" if invoked.startswith("kubectl-") else "sluice",
         description="Progressive delivery for Apache APISIX (Flagger-compatible).",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="<command>")
     validate.register(subparsers)
+    canaries.register(subparsers)
     version_parser = subparsers.add_parser("version", help="print the Sluice version")
     version_parser.set_defaults(handler=_run_version)
     return parser

@@ -96,6 +96,7 @@ class Config:
     kubeconfig: str = ""  # path; empty = in-cluster service account
     request_timeout_s: float = 10.0  # one request (list, get, create), and a watch's connect
     max_streams: int = 64  # watch streams open at once (threads of the stream pool)
+    setting: str = "SLUICE_KUBECONFIG"  # where ``kubeconfig`` came from, for error messages
 
 
 def in_cluster() -> bool:
@@ -417,6 +418,16 @@ class Kube:
         return await loop.run_in_executor(self._streams, fn, *args)
 
 
+def current_namespace(kubeconfig: str) -> str:
+    """The namespace of the kubeconfig's current context, as kubectl picks it ("default")."""
+    try:
+        _, active = config.list_kube_config_contexts(config_file=kubeconfig or None)  # type: ignore[no-untyped-call]
+    except (ConfigException, OSError, ValueError, TypeError):
+        return "default"
+    context = (active or {}).get("context") or {}
+    return str(context.get("namespace") or "default")
+
+
 def _load_client(cfg: Config) -> client.ApiClient:
     conf = client.Configuration()
     try:
@@ -429,7 +440,7 @@ def _load_client(cfg: Config) -> client.ApiClient:
     except (ConfigException, OSError, ValueError, TypeError) as exc:
         source = f"kubeconfig {cfg.kubeconfig}" if cfg.kubeconfig else "in-cluster configuration"
         raise errors.InvalidInput(
-            f"SLUICE_KUBECONFIG: cannot load the {source}: {exc}", path="SLUICE_KUBECONFIG"
+            f"{cfg.setting}: cannot load the {source}: {exc}", path=cfg.setting
         ) from exc
     conf.retries = False  # the informers retry with their own capped backoff
     conf.connection_pool_maxsize = cfg.max_streams + 8

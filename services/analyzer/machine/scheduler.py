@@ -121,9 +121,7 @@ def _initialize(s: StepState) -> Step:
         s.set_phase(Phase.INITIALIZING)
     reason = not_ready(ctx.primary, s.analysis.primary_ready_percent())
     if reason is not None:
-        s.hold(
-            f"{s.target}-primary.{s.ref.namespace} not ready: {reason}", reason
-        )
+        s.hold(f"{s.target}-primary.{s.ref.namespace} not ready: {reason}", reason)
         return s.outcome()
     yield SetWeights(100, 0)  # the canary route exists from now on, all traffic on the primary
     target = ctx.target
@@ -160,8 +158,7 @@ def _analyse(s: StepState) -> Step:
             return (
                 yield from _rollback(
                     s,
-                    f"Rolling back {s.who} progress deadline exceeded "
-                    f"{s.who} not ready: {reason}",
+                    f"Rolling back {s.who} progress deadline exceeded {s.who} not ready: {reason}",
                     reason="progress deadline exceeded",
                 )
             )
@@ -274,9 +271,7 @@ def _promoting(s: StepState) -> Step:
             )
             s.set_phase(Phase.FAILED)
             return s.outcome()
-        s.hold(
-            f"{s.target}-primary.{s.ref.namespace} not ready: {reason}", reason
-        )
+        s.hold(f"{s.target}-primary.{s.ref.namespace} not ready: {reason}", reason)
         return s.outcome()
     weight = strategy.next_promotion_weight(s.analysis, s.ctx.status.canary_weight or 0)
     yield SetWeights(100 - weight, weight)
