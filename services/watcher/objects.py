@@ -53,66 +53,39 @@ def problem_lines(exc: errors.InvalidInput) -> list[str]:
     return [line for line in exc.message.split("\n") if line.strip()]
 
 
-def _metadata(obj: Obj) -> tuple[str, str, str, str, int]:
-    """namespace, name, uid, resourceVersion, generation (0 when absent)."""
+def _identity(obj: Obj) -> dict[str, Any]:
+    """The observation fields every object has: namespace, name, uid, resource_version and
+    generation (0 when absent), from its metadata."""
     meta = obj.get("metadata")
     meta = meta if isinstance(meta, dict) else {}
     generation = meta.get("generation")
     if not isinstance(generation, int) or isinstance(generation, bool):
         generation = 0
-    return (
-        str(meta.get("namespace") or ""),
-        str(meta.get("name") or ""),
-        str(meta.get("uid") or ""),
-        str(meta.get("resourceVersion") or ""),
-        generation,
-    )
+    return {
+        "namespace": str(meta.get("namespace") or ""),
+        "name": str(meta.get("name") or ""),
+        "uid": str(meta.get("uid") or ""),
+        "resource_version": str(meta.get("resourceVersion") or ""),
+        "generation": generation,
+    }
 
 
 def observe_canary(raw: Obj) -> messages.CanaryObservation:
-    namespace, name, uid, version, generation = _metadata(raw)
+    identity = _identity(raw)
     try:
         model = canary_model.parse_canary(slim(raw))
     except errors.InvalidInput as exc:
-        return messages.CanaryObservation(
-            namespace=namespace,
-            name=name,
-            uid=uid,
-            resource_version=version,
-            generation=generation,
-            problems=problem_lines(exc),
-        )
-    return messages.CanaryObservation(
-        namespace=namespace,
-        name=name,
-        uid=uid,
-        resource_version=version,
-        generation=generation,
-        canary=model,
-    )
+        return messages.CanaryObservation(**identity, problems=problem_lines(exc))
+    return messages.CanaryObservation(**identity, canary=model)
 
 
 def observe_template(raw: Obj) -> messages.TemplateObservation:
-    namespace, name, uid, version, generation = _metadata(raw)
+    identity = _identity(raw)
     try:
         model = templates_model.parse_metric_template(slim(raw))
     except errors.InvalidInput as exc:
-        return messages.TemplateObservation(
-            namespace=namespace,
-            name=name,
-            uid=uid,
-            resource_version=version,
-            generation=generation,
-            problems=problem_lines(exc),
-        )
-    return messages.TemplateObservation(
-        namespace=namespace,
-        name=name,
-        uid=uid,
-        resource_version=version,
-        generation=generation,
-        template=model,
-    )
+        return messages.TemplateObservation(**identity, problems=problem_lines(exc))
+    return messages.TemplateObservation(**identity, template=model)
 
 
 V = TypeVar("V", bound=msgspec.Struct)
