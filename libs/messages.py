@@ -9,6 +9,11 @@ Three kinds of traffic (see docs/architecture.md for who produces and consumes e
   request/reply with a queue group). Commands carry desired state, never deltas, plus the
   canary state revision they were decided at, so a redelivered or repeated command is harmless.
   Every reply is a ``Reply`` (tagged union, tag field ``kind``).
+* **Control** — a person or a program asks the analyzer to act on a canary now (promote,
+  abort, pause, resume, retry, approve, reject) with a ``ControlRequest`` on
+  ``sluice.control.<namespace>.<canary>.<action>``; one analyzer replica answers with a
+  ``ControlAnswer``: accepted, or refused with the reason. NATS subject permissions on this
+  prefix decide who may send what (docs/security.md).
 * **Ticks and observations** — one ``Tick`` per canary in the ``SLUICE_TICKS`` work queue;
   current truth (``WorkloadObservation``) in JetStream KV buckets written by the watcher.
 
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import re
 import time
+import typing
 from collections.abc import Iterable
 
 import msgspec
@@ -39,12 +45,15 @@ TICKS_ALL = f"{TICKS_PREFIX}.>"
 CMD_TRAFFIC = "sluice.cmd.traffic.set"
 CMD_WORKLOAD = "sluice.cmd.workload"
 CMD_WEBHOOK = "sluice.cmd.webhook.run"
+CONTROL_PREFIX = "sluice.control"
+CONTROL_ALL = f"{CONTROL_PREFIX}.>"
 DELIVERIES_PREFIX = "sluice.deliveries"
 DELIVERIES_ALL = f"{DELIVERIES_PREFIX}.>"
 
 # Queue groups: every replica of a service joins its group, so one replica answers a command.
 QUEUE_TRAFFIC_SHIFTER = "traffic-shifter"
 QUEUE_WEBHOOK_RUNNER = "webhook-runner"
+QUEUE_ANALYZER = "analyzer"
 
 # Header names carried by every message Sluice publishes.
 HEADER_CORRELATION_ID = "Sluice-Correlation-Id"
@@ -104,6 +113,13 @@ def tick_subject(namespace: str, canary: str) -> str:
     return f"{TICKS_PREFIX}.{_canary_tokens(namespace, canary)}"
 
 
+def control_subject(namespace: str, canary: str, action: str) -> str:
+    """Where a control request for one canary goes: ``sluice.control.<ns>.<canary>.<action>``."""
+    return (
+        f"{CONTROL_PREFIX}.{_canary_tokens(namespace, canary)}.{_token(action, 'action', MAX_KIND)}"
+    )
+
+
 def delivery_subject(namespace: str, canary: str) -> str:
     return f"{DELIVERIES_PREFIX}.{_canary_tokens(namespace, canary)}"
 
@@ -149,6 +165,8 @@ def now_ms() -> int:
 Severity = analysis.Severity
 Phase = canary_model.Phase
 WebhookType = analysis.WebhookType
+ControlAction = canary_model.ControlAction
+CONTROL_ACTIONS: tuple[str, ...] = typing.get_args(canary_model.ControlAction)
 
 
 class CanaryRef(msgspec.Struct, frozen=True, kw_only=True):
@@ -316,6 +334,27 @@ class GateChanged(EventBase, frozen=True, kw_only=True, tag="gate_changed"):
     by: str  # who asked: the caller's address
 
 
+class ControlRequested(EventBase, frozen=True, kw_only=True, tag="control_requested"):
+    """Someone asked for ``action`` on the canary and the analyzer accepted it ("Abort of
+    podinfo.test requested by alice"); pause and resume take effect at once, the others on the
+    canary's next step (``control_applied``)."""
+
+    action: ControlAction
+    gate: str = ""  # approve / reject: the confirm-* webhook type
+    by: str
+    reason: str = ""
+
+
+class ControlApplied(EventBase, frozen=True, kw_only=True, tag="control_applied"):
+    """The analyzer acted on an accepted request (``outcome`` says how: "rolled back",
+    "promoting", "approved", "retrying", or "dropped: <why>" when the canary moved on first)."""
+
+    action: ControlAction
+    gate: str = ""
+    by: str
+    outcome: str
+
+
 class DeadLettered(EventBase, frozen=True, kw_only=True, tag="dead_lettered"):
     """A message about this canary was given up on and moved to ``SLUICE_DEAD`` (a warning:
     for a tick, the canary's analysis waits until a new revision or a retry wakes it up)."""
@@ -345,6 +384,8 @@ Event = (
     | Terminating
     | Terminated
     | GateChanged
+    | ControlRequested
+    | ControlApplied
     | DeadLettered
 )
 
@@ -531,6 +572,19 @@ Command = (
 )
 
 
+class ControlRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """Act on a canary now: ``sluice.control.<namespace>.<canary>.<action>`` (see the module doc)."""
+
+    canary: CanaryRef
+    action: ControlAction
+    # approve / reject: a confirm-* webhook type or the gate webhook's name; empty: the gate
+    # the canary waits at
+    gate: str = ""
+    by: str = ""  # who asks, as the client declares it (docs/security.md)
+    reason: str = ""  # why, recorded with the request
+    timeout_s: float = 10.0
+
+
 # ----------------------------------------------------------------------------- replies
 
 
@@ -568,7 +622,17 @@ class CommandFailed(ReplyBase, frozen=True, kw_only=True, tag="command_failed"):
     temporary: bool
 
 
-Reply = WeightsApplied | WorkloadApplied | WebhookResult | CommandFailed
+class ControlAnswer(ReplyBase, frozen=True, kw_only=True, tag="control_answer"):
+    """The analyzer's answer to a ``ControlRequest``: accepted, or refused and why ("podinfo.test
+    is Succeeded; nothing to abort")."""
+
+    action: ControlAction
+    accepted: bool
+    message: str
+    phase: Phase = Phase.UNSET  # the canary's phase when it was answered
+
+
+Reply = WeightsApplied | WorkloadApplied | WebhookResult | ControlAnswer | CommandFailed
 
 
 # ----------------------------------------------------------------------------- notifier output
@@ -593,6 +657,7 @@ TICK_DECODER = msgspec.json.Decoder(Tick)
 TRAFFIC_DECODER = msgspec.json.Decoder(SetWeights)
 WORKLOAD_DECODER: msgspec.json.Decoder[WorkloadCommand] = msgspec.json.Decoder(WorkloadCommand)
 WEBHOOK_DECODER = msgspec.json.Decoder(RunWebhook)
+CONTROL_DECODER = msgspec.json.Decoder(ControlRequest)
 REPLY_DECODER: msgspec.json.Decoder[Reply] = msgspec.json.Decoder(Reply)
 OBSERVATION_DECODER = msgspec.json.Decoder(WorkloadObservation)
 CANARY_OBSERVATION_DECODER = msgspec.json.Decoder(CanaryObservation)
@@ -611,6 +676,7 @@ SCHEMA_TYPES: dict[str, object] = {
     "command-set-weights": SetWeights,
     "command-workload": WorkloadCommand,
     "command-run-webhook": RunWebhook,
+    "control-request": ControlRequest,
     "reply": Reply,
     "delivery-result": DeliveryResult,
 }

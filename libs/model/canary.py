@@ -181,8 +181,9 @@ class CanarySpec(meta.Model, frozen=True):
 
 
 class Condition(meta.Model, frozen=True):
-    """A status condition: Flagger's ``Promoted``; Sluice adds ``Valid`` (the spec validates)
-    and ``Gate`` (False while a confirm-* gate holds the canary; reason = the webhook type)."""
+    """A status condition: Flagger's ``Promoted``; Sluice adds ``Valid`` (the spec validates),
+    ``Gate`` (False while a confirm-* gate holds the canary; reason = the webhook type) and
+    ``Paused`` (True while ``sluice pause`` holds the canary; message = who paused it)."""
 
     type: str
     status: Literal["True", "False", "Unknown"]
@@ -206,6 +207,27 @@ class MetricStatus(meta.Model, frozen=True):
     primary_value: float | None = None
 
 
+ControlAction = Literal["promote", "abort", "pause", "resume", "retry", "approve", "reject"]
+
+
+class ControlRecord(meta.Model, frozen=True):
+    """The last control request on the canary (``sluice promote``, ``abort`` …): who asked
+    what and when, and once the analyzer has acted on it, when and how. A request is pending
+    while ``handledAt`` is empty; one request is pending at a time."""
+
+    action: ControlAction
+    gate: str | None = None  # approve / reject: the confirm-* webhook type
+    by: str = ""  # who asked
+    reason: str | None = None  # why, as they said
+    requested_at: str = ""
+    handled_at: str | None = None
+    outcome: str | None = None  # what came of it, e.g. "rolled back", "dropped: ..."
+
+    @property
+    def pending(self) -> bool:
+        return not self.handled_at
+
+
 class CanaryStatus(meta.Model, frozen=True):
     """``status`` of a Canary, written by the analyzer through the status subresource."""
 
@@ -223,6 +245,7 @@ class CanaryStatus(meta.Model, frozen=True):
     previous_session_affinity_cookie: str | None = None
     conditions: tuple[Condition, ...] = ()
     metrics: tuple[MetricStatus, ...] = ()  # the last analysis step's measurements
+    control: ControlRecord | None = None  # the last control request (Sluice's)
 
     def checksum(self) -> str:
         """What webhooks get as ``checksum``: it changes when the applied spec or a tracked

@@ -90,6 +90,14 @@ def test_every_event_kind_round_trips_through_the_union_decoder() -> None:
         messages.Terminating(canary=CANARY),
         messages.Terminated(canary=CANARY),
         messages.GateChanged(canary=CANARY, gate="gate", open=True, by="10.0.0.7"),
+        messages.ControlRequested(canary=CANARY, action="abort", by="alice", reason="oops"),
+        messages.ControlApplied(
+            canary=CANARY,
+            action="approve",
+            gate="confirm-promotion",
+            by="alice",
+            outcome="approved",
+        ),
         messages.DeadLettered(
             canary=CANARY,
             severity=messages.Severity.WARN,
