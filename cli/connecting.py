@@ -15,12 +15,15 @@ import contextlib
 import getpass
 import os
 import socket
+import weakref
 from collections.abc import Mapping
 
 import nats
 from nats.aio.client import Client
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+# what the server told each connection asynchronously (e.g. a permissions violation)
+_ERRORS: weakref.WeakKeyDictionary[Client, list[str]] = weakref.WeakKeyDictionary()
 CONNECT_TIMEOUT_S = 5.0
 
 
@@ -91,7 +94,10 @@ async def connect(args: argparse.Namespace, timeout_s: float = CONNECT_TIMEOUT_S
     finally:
         gave_up.cancel()
     if attempt.done() and attempt.exception() is None:
-        return attempt.result()
+        nc = attempt.result()
+        _ERRORS[nc] = causes  # from now on the callback collects the server's complaints
+        causes.clear()
+        return nc
     cause = causes[0] if causes else "no answer (timed out)"
     if attempt.done():
         cause = causes[0] if causes else str(attempt.exception()) or "no connection"
@@ -103,6 +109,11 @@ async def connect(args: argparse.Namespace, timeout_s: float = CONNECT_TIMEOUT_S
         f"cannot reach NATS at {url} ({source}): {_plain(cause)}; is the stack up? "
         "try make sandbox-up, or set NATS_URL / --nats-url"
     )
+
+
+def server_errors(nc: Client) -> list[str]:
+    """What the server reported on this connection since it was made (newest last)."""
+    return list(_ERRORS.get(nc, ()))
 
 
 def _plain(cause: str) -> str:

@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from cli import canaries, validate
+from cli import canaries, control, validate
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="<command>")
     validate.register(subparsers)
     canaries.register(subparsers)
+    control.register(subparsers)
     version_parser = subparsers.add_parser("version", help="print the Sluice version")
     version_parser.set_defaults(handler=_run_version)
     return parser

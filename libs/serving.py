@@ -65,8 +65,12 @@ async def serve_requests(
     queue: str,
     decoder: msgspec.json.Decoder[T],
     handler: Callable[[T], Awaitable[messages.Reply]],
+    verify: Callable[[str, T], None] | None = None,
 ) -> None:
-    """Answer commands on ``subject`` as one member of ``queue`` until the service stops."""
+    """Answer commands on ``subject`` as one member of ``queue`` until the service stops.
+
+    ``verify(msg_subject, command)`` raises ``InvalidInput`` when a command does not belong on
+    the subject it came on (subjects that carry what permissions are granted on)."""
     sub = await rt.nc.subscribe(subject, queue=queue)
     limiter = bus.Limiter(rt.settings.max_in_flight)
     rt.add_readiness_check(
@@ -83,6 +87,8 @@ async def serve_requests(
         reply: messages.Reply
         try:
             command = bus.decode(decoder, msg.data)
+            if verify is not None:
+                verify(msg.subject, command)
         except errors.InvalidInput as exc:
             bus.reject(rt, msg, subject, "undecodable", str(exc))
             reply = _failed(None, f"invalid command: {exc}", temporary=False)

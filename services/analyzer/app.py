@@ -5,7 +5,9 @@ wake-up hints (``revision_detected`` events) from ``SLUICE_EVENTS``. Each tick t
 of the canary's state machine (``machine``) against the bus (``driving``): reading the
 watcher's observations, asking the traffic-shifter and the webhook-runner, querying
 Prometheus (``checking``), publishing the step's events and writing the Canary's status with
-compare-and-set (``state``). Without Kubernetes (no ``SLUICE_KUBECONFIG``, not in a pod) ticks
+compare-and-set (``state``). Control requests from people and programs (``sluice promote``,
+``abort`` …) arrive on ``sluice.control.>`` and are answered by one replica
+(``controlling``); the next step carries them out. Without Kubernetes (no ``SLUICE_KUBECONFIG``, not in a pod) ticks
 are acknowledged and nothing is decided.
 """
 
@@ -13,9 +15,9 @@ from __future__ import annotations
 
 import logging
 
-from libs import consuming, lifecycle, messages, settings, streams
+from libs import consuming, lifecycle, messages, serving, settings, streams
 from libs.adapters import kubernetes
-from services.analyzer import checking, driving, handlers, recording, state
+from services.analyzer import checking, controlling, driving, handlers, recording, state
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +74,12 @@ async def setup(rt: lifecycle.Runtime, cfg: Settings) -> None:
             timeout_s=cfg.prometheus_timeout_s,
         )
         rt.on_close(checker.close)
+        writer = state.KubeStatusWriter(kube)
         driver = driving.Driver(
             rt,
             observations,
             checker,
-            state.KubeStatusWriter(kube),
+            writer,
             command_timeout_s=cfg.step_command_timeout_s,
             on_checked=recorder.checked,
         )
@@ -86,6 +89,19 @@ async def setup(rt: lifecycle.Runtime, cfg: Settings) -> None:
             "no canary is analysed"
         )
     analyzer = handlers.Analyzer(rt, driver, min_interval_s=cfg.min_interval_s, recorder=recorder)
+    if driver is not None:
+        controller = controlling.Controller(rt, kube, writer, analyzer.schedule)
+        rt.spawn(
+            "control",
+            serving.serve_requests(
+                rt,
+                messages.CONTROL_ALL,
+                messages.QUEUE_ANALYZER,
+                messages.CONTROL_DECODER,
+                controller.on_request,
+                verify=controlling.verify,
+            ),
+        )
     rt.spawn(
         "ticks",
         consuming.consume(

@@ -68,6 +68,16 @@ class KvObservations:
         return observed.template
 
 
+def merge_patch(old: object, new: object) -> object:
+    """The JSON merge patch (RFC 7386) that turns ``old`` into ``new``: what ``new`` no longer
+    has becomes null (removed), so a cleared field does not survive the merge."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return new
+    patch = {key: merge_patch(old.get(key), value) for key, value in new.items()}
+    patch.update({key: None for key in old if key not in new})
+    return patch
+
+
 class KubeStatusWriter:
     """Writes ``status`` through the status subresource, conditional on ``resourceVersion``."""
 
@@ -80,9 +90,10 @@ class KubeStatusWriter:
         resource_version: str,
         status: canary_model.CanaryStatus,
     ) -> None:
+        old = msgspec.to_builtins(canary.status) if canary.status is not None else {}
         body = {
             "metadata": {"resourceVersion": resource_version},
-            "status": msgspec.to_builtins(status),
+            "status": merge_patch(old, msgspec.to_builtins(status)),
         }
         await self.kube.patch_status(
             kubernetes.CANARIES, canary.metadata.namespace or "", canary.metadata.name or "", body

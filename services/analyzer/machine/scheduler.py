@@ -9,7 +9,7 @@ import msgspec
 from libs import messages
 from libs.model import canary as canary_model
 from libs.model import strategy
-from services.analyzer.machine import strategies
+from services.analyzer.machine import control, strategies
 from services.analyzer.machine.effects import (
     CheckMetrics,
     Context,
@@ -50,6 +50,11 @@ def step(ctx: Context) -> Step:
         yield SetFinalizer(canary.spec.revert_on_deletion)
     if canary.spec.suspend:
         return s.outcome()
+    s.request = control.due(s)
+    if s.request is not None and s.request.action in control.ON_NEXT_STEP:
+        return (yield from _act(s, s.request))
+    if control.paused(ctx.status) is not None:
+        return s.outcome()
     phase = ctx.status.phase
 
     # --- initialization: until the primary exists and is ready
@@ -60,10 +65,11 @@ def step(ctx: Context) -> Step:
 
     # --- a new revision while idle: confirm-rollout gate, then scale up and start
     if phase in (Phase.INITIALIZED, Phase.SUCCEEDED, Phase.FAILED, Phase.WAITING):
-        if not changed:
+        retry = control.retrying(s)
+        if not changed and not retry:
             return s.outcome()
-        gate = yield RunHooks(Hook.CONFIRM_ROLLOUT, phase)  # the canary's phase, as Flagger
-        assert isinstance(gate, HooksOutcome)
+        # the canary's phase, as Flagger
+        gate = yield from control.ask_gate(s, Hook.CONFIRM_ROLLOUT, phase)
         if not gate.ok:
             s.wait(
                 Hook.CONFIRM_ROLLOUT,
@@ -101,6 +107,28 @@ def step(ctx: Context) -> Step:
     if phase not in (Phase.PROGRESSING, Phase.WAITING_PROMOTION):
         return s.outcome()  # Terminating / Terminated: nothing to analyse
     return (yield from _analyse(s))
+
+
+def _act(s: StepState, request: canary_model.ControlRecord) -> Step:
+    """Carry out a promote, abort or reject request (``control``) as the step."""
+    if request.action == "promote":
+        control.done(s, request, "promoting", f"Skipping the rest of the analysis of {s.who}")
+        s.gate_passed()
+        s.info(
+            messages.PromotionStarted,
+            f"Copying {s.who} template spec to {s.target}-primary.{s.ref.namespace}",
+        )
+        yield Promote()
+        s.set_phase(Phase.PROMOTING)
+        return s.outcome()
+    by = request.by or "someone"
+    what = f"aborted by {by}" if request.action == "abort" else f"{request.gate} rejected by {by}"
+    control.done(s, request, "rolled back", "")  # the rollback's own events say who asked
+    target = s.ctx.target
+    if s.ctx.status.phase == Phase.WAITING and target is not None:
+        # never started: the revision counts as analysed, so it is not started again
+        s.update(last_applied_spec=target.revision, tracked_configs=dict(target.tracked_configs))
+    return (yield from _rollback(s, f"Rolling back {s.who} {what}", reason=what))
 
 
 def _restart_counters(s: StepState) -> None:

@@ -132,6 +132,8 @@ class StepState:
         )
         self.target = ctx.canary.spec.target_ref.name
         self.who = f"{self.target}.{self.ref.namespace}"  # Flagger's "%s.%s"
+        # the control request this step acts on (``control.due``), until it is acted on
+        self.request: canary_model.ControlRecord | None = None
 
     @property
     def failed_checks(self) -> int:

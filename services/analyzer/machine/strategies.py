@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from libs import messages
 from libs.model import strategy
+from services.analyzer.machine import control
 from services.analyzer.machine.effects import (
     Gate,
     Hook,
     HooksOutcome,
     Phase,
     Promote,
-    RunHooks,
     SetWeights,
     Step,
 )
@@ -118,8 +118,7 @@ def _canary(s: StepState) -> Step:
     if canary_weight <= weight:  # no step left below maxWeight: nothing more to shift
         return (yield from promote(s))
     if not mirrored:  # Flagger asks for a traffic increase only when nothing is mirrored
-        gate = yield RunHooks(Hook.CONFIRM_TRAFFIC_INCREASE, Phase.PROGRESSING)
-        assert isinstance(gate, HooksOutcome)
+        gate = yield from control.ask_gate(s, Hook.CONFIRM_TRAFFIC_INCREASE, Phase.PROGRESSING)
         if not gate.ok:
             _waiting_for_traffic_increase(s, gate)
             return s.outcome()
@@ -147,8 +146,7 @@ def _waiting_for_traffic_increase(s: StepState, gate: HooksOutcome) -> None:
 def promotion_gate(s: StepState) -> Gate:
     """Flagger's confirm-promotion: closed (False), the canary waits in WaitingPromotion while
     its analysis goes on; open (True), the step goes on."""
-    gate = yield RunHooks(Hook.CONFIRM_PROMOTION, Phase.PROGRESSING)
-    assert isinstance(gate, HooksOutcome)
+    gate = yield from control.ask_gate(s, Hook.CONFIRM_PROMOTION, Phase.PROGRESSING)
     if not gate.ok:
         s.wait(
             Hook.CONFIRM_PROMOTION,
