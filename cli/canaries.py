@@ -285,6 +285,12 @@ def describe(obj: Obj, events: Sequence[Obj]) -> str:
     gate = next((c for c in status.get("conditions") or [] if c.get("type") == "Gate"), None)
     if gate is not None and gate.get("status") == "False":
         lines.append(f"Waiting:       {gate.get('reason')}: {gate.get('message')}")
+    held = next((c for c in status.get("conditions") or [] if c.get("type") == "Paused"), None)
+    if held is not None and held.get("status") == "True":
+        lines.append(f"Paused:        {held.get('message')}")
+    control = status.get("control")
+    if isinstance(control, dict) and control.get("action"):
+        lines.append(f"Last request:  {request_line(control)}")
     metrics = status.get("metrics") or []
     if metrics:
         lines.append("Metrics (last step):")
@@ -330,6 +336,17 @@ def describe(obj: Obj, events: Sequence[Obj]) -> str:
             ]
         )
     return "\n".join(lines)
+
+
+def request_line(control: Obj) -> str:
+    """``status.control`` in one line: "abort by alice at <t> (p99 looks bad): rolled back at <t>"."""
+    gate = f" {control['gate']}" if control.get("gate") else ""
+    reason = f" ({control['reason']})" if control.get("reason") else ""
+    asked = f"{control['action']}{gate} by {control.get('by') or 'someone'}"
+    asked += f" at {control.get('requestedAt') or '?'}{reason}"
+    if not control.get("handledAt"):
+        return f"{asked}: pending"
+    return f"{asked}: {control.get('outcome') or 'done'} at {control['handledAt']}"
 
 
 def _indented(rows: list[dict[str, str]]) -> list[str]:

@@ -2,7 +2,8 @@
 
 * **Which events alert** — the ones Flagger alerts on: initialization, a new revision, a gate
   starting to wait, rollbacks (threshold reached, progress deadline, the rollback webhook),
-  promotion failures and success; plus any error and Sluice's own dead-letter warnings. A
+  promotion failures and success; plus any error, Sluice's own dead-letter warnings, and
+  every accepted control request (who promoted, aborted, paused … the canary). A
   webhook's ``muteAlert`` silences the alert of its failure (the Event is still recorded).
 * **Where alerts go** — a canary's ``analysis.alerts`` (AlertProviders, with the address and
   token from their ``secretRef``) filtered by severity (``libs.model.alerts.receives``); a
@@ -35,6 +36,7 @@ ALERTED_KINDS = frozenset(
         "rolled_back",
         "promotion_completed",
         "dead_lettered",
+        "control_requested",  # someone promoted, aborted, paused … the canary: the team hears who
     }
 )
 

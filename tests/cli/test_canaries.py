@@ -4,6 +4,7 @@ Canary status and Events are written with the real kubectl."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import pathlib
@@ -125,6 +126,27 @@ def test_describe_says_what_gate_a_canary_waits_at() -> None:
         "promotion approval ask"
     ) in text.splitlines()
     assert text.splitlines()[-2:] == ["Events:", "  <none>"]
+
+
+def test_describe_shows_a_pause_and_the_last_request() -> None:
+    obj = copy.deepcopy(progressing())
+    obj["status"]["conditions"].append(
+        {"type": "Paused", "status": "True", "reason": "Paused", "message": "Paused by carol"}
+    )
+    obj["status"]["control"] = {
+        "action": "abort",
+        "by": "alice",
+        "reason": "p99 looks bad",
+        "requestedAt": "2026-11-30T10:00:00Z",
+    }
+    lines = canaries.describe(obj, []).splitlines()
+    assert "Paused:        Paused by carol" in lines
+    assert "Last request:  abort by alice at 2026-11-30T10:00:00Z (p99 looks bad): pending" in lines
+    obj["status"]["control"] |= {"handledAt": "2026-11-30T10:00:01Z", "outcome": "rolled back"}
+    assert (
+        "Last request:  abort by alice at 2026-11-30T10:00:00Z (p99 looks bad): "
+        "rolled back at 2026-11-30T10:00:01Z"
+    ) in canaries.describe(obj, []).splitlines()
 
 
 # --------------------------------------------------------------------------- against a stack

@@ -69,17 +69,30 @@ async def test_flaggers_alerts_go_to_the_global_slack_and_the_rest_does_not(
     )
     await publish(nc, rolled_back)
     await sink.wait_for(2)
+    # a person acting on a rollout is news too: the team hears who
+    await publish(
+        nc,
+        messages.ControlRequested(
+            canary=CANARY,
+            severity=messages.Severity.WARN,
+            action="abort",
+            by="alice",
+            message="Abort of podinfo.test requested by alice",
+        ),
+    )
+    await sink.wait_for(3)
     texts = [body["attachments"][0]["text"] for body in sink.bodies]
     assert texts == [
         "Initialization done! podinfo.test",
         "Canary failed! Scaling down podinfo.test",
+        "Abort of podinfo.test requested by alice",
     ]
     failed = sink.bodies[1]["attachments"][0]
     assert failed["color"] == "danger"
     assert {"title": "Reason", "value": "failed checks threshold reached 10", "short": False} in [
         {k: f.get(k) for k in ("title", "value", "short")} for f in failed["fields"]
     ] or any(f.get("value") == "failed checks threshold reached 10" for f in failed["fields"])
-    assert await proc.metric("sluice_notifications_total", provider="slack", outcome="ok") == 2
+    assert await proc.metric("sluice_notifications_total", provider="slack", outcome="ok") == 3
     assert SECRET not in proc.log_text()
 
 
