@@ -90,7 +90,9 @@ async def setup(rt: lifecycle.Runtime, cfg: Settings) -> None:
         )
     analyzer = handlers.Analyzer(rt, driver, min_interval_s=cfg.min_interval_s, recorder=recorder)
     if driver is not None:
-        controller = controlling.Controller(rt, kube, writer, analyzer.schedule)
+        controller = controlling.Controller(
+            rt, kube, writer, analyzer.schedule, locks=analyzer.locks
+        )
         rt.spawn(
             "control",
             serving.serve_requests(

@@ -19,12 +19,13 @@ from collections.abc import Awaitable, Callable
 from libs import bus, errors, lifecycle, messages
 from libs.adapters import kubernetes
 from libs.model import canary as canary_model
-from services.analyzer import state
+from services.analyzer import handlers, state
 from services.analyzer.machine import control
 
 log = logging.getLogger(__name__)
 
 ATTEMPTS = 5  # compare-and-set races lost in a row before the requester is told to retry
+STEP_WAIT_S = 5.0  # how long a request waits for a step of its canary under way here
 
 
 def verify(subject: str, request: messages.ControlRequest) -> None:
@@ -48,13 +49,21 @@ class Controller:
         kube: kubernetes.Kube,
         writer: state.KubeStatusWriter,
         schedule: Callable[[messages.CanaryRef], Awaitable[None]],
+        locks: handlers.CanaryLocks | None = None,
     ) -> None:
         self.rt = rt
         self.kube = kube
         self.writer = writer
         self.schedule = schedule
+        self.locks = locks or handlers.CanaryLocks()
 
     async def on_request(self, request: messages.ControlRequest) -> messages.Reply:
+        # written between two steps, not under one that would then lose its status write
+        # after acting (a long step is not waited for beyond STEP_WAIT_S)
+        async with self.locks.hold(request.canary, timeout_s=STEP_WAIT_S):
+            return await self._decide(request)
+
+    async def _decide(self, request: messages.ControlRequest) -> messages.Reply:
         ref = request.canary
         ctx = {"canary": f"{ref.namespace}/{ref.name}"}
         for _ in range(ATTEMPTS):

@@ -8,7 +8,10 @@ canary's analysis interval; a tick for a canary that no longer exists ends.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 from libs import bus, consuming, errors, lifecycle, logs, messages
@@ -22,6 +25,46 @@ INVALID_RETRY_S = 30.0  # an invalid Canary is looked at again after this
 CONFLICT_RETRY_S = 0.2  # another replica committed first: take the step again from its state
 
 
+class CanaryLocks:
+    """One step of a canary at a time in this replica, and control requests written between
+    steps: a tick scheduled while another is under way (a control request, a new revision)
+    waits for it instead of racing it to the status write. (Across replicas the status's
+    compare-and-set still decides.)"""
+
+    def __init__(self) -> None:
+        self._held: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    @contextlib.asynccontextmanager
+    async def hold(
+        self, ref: messages.CanaryRef, timeout_s: float | None = None
+    ) -> AsyncIterator[bool]:
+        """Hold the canary's lock; with ``timeout_s``, give up waiting then (yields False)."""
+        key = (ref.namespace, ref.name)
+        lock, users = self._held.get(key, (asyncio.Lock(), 0))
+        self._held[key] = (lock, users + 1)
+        acquired = False
+        try:
+            if timeout_s is None:
+                await lock.acquire()
+                acquired = True
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(lock.acquire(), timeout_s)
+                    acquired = True
+            yield acquired
+        finally:
+            if acquired:
+                lock.release()
+            _, left = self._held[key]
+            if left <= 1:
+                del self._held[key]
+            else:
+                self._held[key] = (lock, left - 1)
+
+
 class Analyzer:
     def __init__(
         self,
@@ -29,11 +72,13 @@ class Analyzer:
         driver: driving.Driver | None = None,
         min_interval_s: float = 10.0,
         recorder: recording.Recorder | None = None,
+        locks: CanaryLocks | None = None,
     ) -> None:
         self.rt = rt
         self.driver = driver
         self.min_interval_s = min_interval_s
         self.recorder = recorder
+        self.locks = locks or CanaryLocks()
 
     async def schedule(self, canary: messages.CanaryRef, interval_s: float = 0.0) -> None:
         """Put a tick for ``canary`` in the work queue (one pending tick per canary)."""
@@ -62,7 +107,8 @@ class Analyzer:
         if self.driver is None:  # no Kubernetes: nothing to analyse in this mode yet
             return None
         try:
-            canary = await self.driver.take_step(ref, messages.now_ms())
+            async with self.locks.hold(ref):
+                canary = await self.driver.take_step(ref, messages.now_ms())
         except driving.InvalidCanary:
             # told once per version of the Canary; a fixed Canary is analysed again
             return consuming.Later(INVALID_RETRY_S)

@@ -3,6 +3,7 @@ says), what the status records, and how the next step carries each one out."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import msgspec
@@ -10,7 +11,7 @@ import pytest
 
 from libs import errors, messages
 from libs.model import canary as canary_model
-from services.analyzer import controlling, machine, state
+from services.analyzer import controlling, handlers, machine, state
 from services.analyzer.machine import control
 from tests.services.analyzer.test_machine import (
     NOW,
@@ -436,3 +437,33 @@ def test_a_request_must_name_the_canary_of_its_subject() -> None:
         controlling.verify("sluice.control.other.podinfo.abort", req)
     with pytest.raises(errors.InvalidInput):
         controlling.verify("sluice.control.test.podinfo.promote", req)
+
+
+async def test_steps_and_requests_of_one_canary_take_turns() -> None:
+    locks = handlers.CanaryLocks()
+    order: list[str] = []
+    other = messages.CanaryRef(namespace="test", name="other")
+
+    async def step(name: str, ref: messages.CanaryRef, hold: asyncio.Event) -> None:
+        async with locks.hold(ref):
+            order.append(f"{name} in")
+            await hold.wait()
+            order.append(f"{name} out")
+
+    first_may_end = asyncio.Event()
+    first = asyncio.create_task(step("first", REF, first_may_end))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(step("second", REF, asyncio.Event()))
+    elsewhere = asyncio.create_task(step("elsewhere", other, asyncio.Event()))
+    await asyncio.sleep(0.01)
+    assert order == ["first in", "elsewhere in"]  # another canary does not wait
+    async with locks.hold(REF, timeout_s=0.01) as got:
+        assert got is False  # a request does not wait for a long step forever
+    first_may_end.set()
+    await first
+    await asyncio.sleep(0.01)
+    assert order[-2:] == ["first out", "second in"]
+    second.cancel()
+    elsewhere.cancel()
+    await asyncio.gather(second, elsewhere, return_exceptions=True)
+    assert len(locks) == 0  # nothing kept for canaries nobody is stepping
