@@ -124,12 +124,18 @@ def summary(report: Report) -> list[str]:
 
 def keep_instructions(root: pathlib.Path) -> list[str]:
     python = shlex.quote(tutorial.shown_path(pathlib.Path(sys.executable)))
+    sluice = shlex.quote(tutorial.shown_path(pathlib.Path(sys.executable).parent / "sluice"))
     where = shlex.quote(tutorial.shown_path(root))
+    ns, name = tutorial.NAMESPACE, tutorial.CANARY
     return [
         "The stack keeps running (--keep). Use it:",
         f"  source {where}/env",
-        f"  kubectl get canaries -n {tutorial.NAMESPACE}",
-        f"  kubectl describe canary {tutorial.CANARY} -n {tutorial.NAMESPACE}",
+        f"  kubectl get canaries -n {ns}",
+        f"  kubectl describe canary {name} -n {ns}",
+        f"  kubectl set image deployment/{name} podinfod=ghcr.io/stefanprodan/podinfo:6.0.3 -n {ns}",
+        f"  {sluice} watch {name} -n {ns}             # follows the rollout; exit 0 promoted, 1 failed",
+        f"  {sluice} events {name} -n {ns} --since 15m",
+        f"  {sluice} dashboard --allow-actions       # http://127.0.0.1:8080",
         f"  {python} -m sandbox --dir {where} down     # stops it",
         "(The chat sink ended with the demo: the notifier's Slack deliveries fail from now on.)",
     ]

@@ -321,6 +321,7 @@ def test_keep_prints_how_to_use_and_stop_the_stack(tmp_path: pathlib.Path) -> No
     assert f"  source {tmp_path}/env" in lines
     assert "  kubectl get canaries -n test" in lines
     assert "  kubectl describe canary podinfo -n test" in lines
+    assert any("sluice watch podinfo -n test" in line for line in lines)
     assert any(f"-m sandbox --dir {tmp_path} down" in line for line in lines)
 
 
