@@ -16,7 +16,7 @@ import yaml
 from nats.aio.client import Client
 from rich.console import Console
 
-from cli import connecting, events, main, watching
+from cli import connecting, events, main, watching, watchview
 from libs import messages, streams
 from libs.model import canary as canary_model
 from tests.fixtures.nats import NatsServer
@@ -88,7 +88,7 @@ RUNNING = [
 @pytest.mark.parametrize("revision", ["rev1", "rev2", None])
 def test_a_rollout_under_way_is_never_over(phase: Phase, revision: str | None) -> None:
     seen = workload(revision) if revision else None
-    decision = watching.verdict(WHO, observation(status(phase, "rev2", "rev1")), seen)
+    decision = watchview.verdict(WHO, observation(status(phase, "rev2", "rev1")), seen)
     assert not decision.over
 
 
@@ -121,7 +121,7 @@ def test_finished_phases_are_over_only_without_a_pending_revision(
     exit_status: int | None,
 ) -> None:
     seen = workload(revision) if revision else None
-    decision = watching.verdict(WHO, observation(status(phase, applied, promoted)), seen)
+    decision = watchview.verdict(WHO, observation(status(phase, applied, promoted)), seen)
     assert decision.over is over
     if over:
         assert decision.status == exit_status
@@ -132,19 +132,21 @@ def test_finished_phases_are_over_only_without_a_pending_revision(
 
 def test_a_changed_tracked_config_is_a_pending_rollout() -> None:
     done = status(Phase.SUCCEEDED, "rev1", "rev1", trackedConfigs={"configmap/cfg": "a"})
-    assert watching.verdict(WHO, observation(done), workload("rev1", **{"configmap/cfg": "a"})).over
-    pending = watching.verdict(WHO, observation(done), workload("rev1", **{"configmap/cfg": "b"}))
+    assert watchview.verdict(
+        WHO, observation(done), workload("rev1", **{"configmap/cfg": "a"})
+    ).over
+    pending = watchview.verdict(WHO, observation(done), workload("rev1", **{"configmap/cfg": "b"}))
     assert not pending.over
 
 
 @pytest.mark.parametrize("phase", [Phase.TERMINATING, Phase.TERMINATED])
 def test_a_deleted_canary_ends_the_watch_with_1(phase: Phase) -> None:
-    decision = watching.verdict(WHO, observation(status(phase)), workload("rev9"))
-    assert decision == watching.Verdict(True, watching.EXIT_FAILED, f"{WHO} was deleted")
+    decision = watchview.verdict(WHO, observation(status(phase)), workload("rev9"))
+    assert decision == watchview.Verdict(True, watching.EXIT_FAILED, f"{WHO} was deleted")
 
 
 def test_missing_and_invalid_canaries() -> None:
-    assert not watching.verdict(WHO, None, None).over
+    assert not watchview.verdict(WHO, None, None).over
     invalid = messages.CanaryObservation(
         namespace="test",
         name="podinfo",
@@ -153,7 +155,7 @@ def test_missing_and_invalid_canaries() -> None:
         generation=1,
         problems=["spec.analysis.interval: expected a duration"],
     )
-    decision = watching.verdict(WHO, invalid, None)
+    decision = watchview.verdict(WHO, invalid, None)
     assert decision.over
     assert decision.status == watching.EXIT_FAILED
     assert "spec.analysis.interval" in decision.message
@@ -161,7 +163,7 @@ def test_missing_and_invalid_canaries() -> None:
 
 def test_every_phase_is_decided() -> None:
     over = {
-        p for p in Phase if watching.verdict(WHO, observation(status(p)), workload("rev1")).over
+        p for p in Phase if watchview.verdict(WHO, observation(status(p)), workload("rev1")).over
     }
     assert over == {
         Phase.SUCCEEDED,
@@ -189,17 +191,17 @@ PROGRESSING = status(
 
 def frame(
     obs: messages.CanaryObservation | None, seen: messages.WorkloadObservation | None = None
-) -> watching.Frame:
-    metrics: dict[str, watching.MetricView] = {}
+) -> watchview.Frame:
+    metrics: dict[str, watchview.MetricView] = {}
     if obs is not None and obs.canary is not None and obs.canary.status is not None:
-        metrics = watching.metrics_of(obs.canary.status)
-    return watching.frame_of(WHO, obs, seen, metrics)
+        metrics = watchview.metrics_of(obs.canary.status)
+    return watchview.frame_of(WHO, obs, seen, metrics)
 
 
 def test_plain_line_of_a_weighted_canary() -> None:
-    line = watching.plain_line(frame(observation(PROGRESSING)), 0)
+    line = watchview.plain_line(frame(observation(PROGRESSING)), 0)
     assert line == (
-        f"{watching.clock(0)}  podinfo.test  Progressing  weight 20/50  failed checks 1/10  "
+        f"{watchview.clock(0)}  podinfo.test  Progressing  weight 20/50  failed checks 1/10  "
         "request-duration 612.25 (<= 500) failed  request-success-rate 99.5 (>= 99)"
     )
     assert "\x1b" not in line
@@ -216,15 +218,15 @@ def test_plain_line_of_blue_green_waiting_at_a_gate() -> None:
         ],
     )
     shown = frame(observation(waiting, iterations=10, maxWeight=None, stepWeight=None))
-    line = watching.plain_line(shown, 0)
+    line = watchview.plain_line(shown, 0)
     assert "WaitingPromotion  iteration 10/10  failed checks 0/10" in line
     assert line.endswith("waiting at confirm-promotion")
 
 
 def test_plain_lines_of_pending_missing_and_invalid_canaries() -> None:
     stale = frame(observation(status(Phase.SUCCEEDED)), workload("rev2abcdef0123456789"))
-    assert watching.plain_line(stale, 0).endswith("new revision rev2abcdef01 pending")
-    assert watching.plain_line(frame(None), 0).endswith("podinfo.test: not found yet")
+    assert watchview.plain_line(stale, 0).endswith("new revision rev2abcdef01 pending")
+    assert watchview.plain_line(frame(None), 0).endswith("podinfo.test: not found yet")
 
 
 def test_a_frame_changes_its_key_only_with_what_is_worth_a_line() -> None:
@@ -238,8 +240,8 @@ def test_a_frame_changes_its_key_only_with_what_is_worth_a_line() -> None:
 def test_metric_checked_events_are_values_not_lines() -> None:
     ref = messages.CanaryRef(namespace="test", name="podinfo")
     metric = messages.MetricChecked(canary=ref, metric="m", value=1.5, max=2, passed=True, at_ms=0)
-    assert watching.event_line(metric) is None
-    assert watching.metric_of(metric) == watching.MetricView("m", 1.5, None, 2, True, False)
+    assert watchview.event_line(metric) is None
+    assert watchview.metric_of(metric) == watchview.MetricView("m", 1.5, None, 2, True, False)
     advanced = messages.WeightAdvanced(
         canary=ref,
         message="Advance podinfo.test canary weight 10",
@@ -247,14 +249,14 @@ def test_metric_checked_events_are_values_not_lines() -> None:
         primary_weight=90,
         at_ms=0,
     )
-    assert watching.event_line(advanced) == (
-        f"{watching.clock(0)}  Advance podinfo.test canary weight 10"
+    assert watchview.event_line(advanced) == (
+        f"{watchview.clock(0)}  Advance podinfo.test canary weight 10"
     )
 
 
 def test_plain_view_prints_one_line_per_change_and_per_event() -> None:
     out = io.StringIO()
-    view = watching.PlainView(out)
+    view = watchview.PlainView(out)
     view.show(frame(observation(PROGRESSING)), [], 0)
     view.show(frame(observation(PROGRESSING)), ["00:00:01  an event"], 0)
     view.show(frame(observation({**PROGRESSING, "canaryWeight": 30})), [], 0)
@@ -270,7 +272,7 @@ def test_the_terminal_view_shows_progress_metrics_gate_and_events() -> None:
         "conditions": [{"type": "Gate", "status": "False", "reason": "confirm-traffic-increase"}],
     }
     console = Console(file=io.StringIO(), width=120, color_system=None)
-    console.print(watching.render(frame(observation(waiting)), ["10:00:00  New revision"]))
+    console.print(watchview.render(frame(observation(waiting)), ["10:00:00  New revision"]))
     text = console.file.getvalue()  # type: ignore[attr-defined]
     for expected in (
         "podinfo.test",
