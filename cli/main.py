@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from cli import canaries, control, events, validate, watching
+from cli import canaries, control, dashboard, events, validate, watching
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.register(subparsers)
     canaries.register(subparsers)
     control.register(subparsers)
+    dashboard.register(subparsers)
     watching.register(subparsers)
     events.register(subparsers)
     version_parser = subparsers.add_parser("version", help="print the Sluice version")

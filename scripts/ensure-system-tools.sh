@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Makes sure the system tools Sluice's tests and sandbox use are present:
-#   prometheus (Debian package "prometheus") and kubectl (Debian package "kubernetes-client"
-#   when no kubectl is on PATH). Installs them with apt-get when it can; otherwise says what to install.
+#   prometheus (Debian package "prometheus"), kubectl (Debian package "kubernetes-client"
+#   when no kubectl is on PATH) and chromium (headless, for the dashboard's browser test).
+#   Installs them with apt-get when it can; otherwise says what to install.
 set -euo pipefail
 
 missing=()
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
@@ -25,7 +27,7 @@ fi
 
 if ! command -v apt-get >/dev/null 2>&1; then
   echo "sluice setup: missing ${missing[*]} and apt-get is not available;" >&2
-  echo "  install Prometheus (https://prometheus.io/download/) and kubectl, then re-run make setup" >&2
+  echo "  install Prometheus (https://prometheus.io/download/), kubectl and Chromium, then re-run make setup" >&2
   exit 1
 fi
 
@@ -33,6 +35,6 @@ echo "sluice setup: installing ${missing[*]} with apt-get"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-for tool in prometheus kubectl; do
+for tool in prometheus kubectl chromium; do
   command -v "$tool" >/dev/null 2>&1 || { echo "sluice setup: $tool still missing after install" >&2; exit 1; }
 done

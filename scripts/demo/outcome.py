@@ -135,7 +135,7 @@ def keep_instructions(root: pathlib.Path) -> list[str]:
         f"  kubectl set image deployment/{name} podinfod=ghcr.io/stefanprodan/podinfo:6.0.3 -n {ns}",
         f"  {sluice} watch {name} -n {ns}             # follows the rollout; exit 0 promoted, 1 failed",
         f"  {sluice} events {name} -n {ns} --since 15m",
-        f"  {sluice} dashboard --allow-actions       # http://127.0.0.1:8080",
+        f"  {sluice} dashboard --allow-actions       # http://127.0.0.1:3100",
         f"  {python} -m sandbox --dir {where} down     # stops it",
         "(The chat sink ended with the demo: the notifier's Slack deliveries fail from now on.)",
     ]
