@@ -21,6 +21,8 @@ from collections.abc import Mapping
 import nats
 from nats.aio.client import Client
 
+from libs import logs
+
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 # what the server told each connection asynchronously (e.g. a permissions violation)
 _ERRORS: weakref.WeakKeyDictionary[Client, list[str]] = weakref.WeakKeyDictionary()
@@ -105,8 +107,9 @@ async def connect(args: argparse.Namespace, timeout_s: float = CONNECT_TIMEOUT_S
         attempt.cancel()
         with contextlib.suppress(BaseException):
             await attempt
+    shown = logs.redact_url(url) if "@" in url else url  # never a password on stderr
     raise CliError(
-        f"cannot reach NATS at {url} ({source}): {_plain(cause)}; is the stack up? "
+        f"cannot reach NATS at {shown} ({source}): {_plain(cause)}; is the stack up? "
         "try make sandbox-up, or set NATS_URL / --nats-url"
     )
 

@@ -36,7 +36,7 @@ from nats.aio.msg import Msg
 from nats.js import api
 
 from cli import canaries, connecting
-from libs import messages, streams
+from libs import logs, messages, streams
 from libs.adapters import kubernetes
 from libs.model import durations
 
@@ -267,7 +267,7 @@ async def replay(
         config.deliver_policy = api.DeliverPolicy.ALL
     config.name = f"sluice-cli-events-{secrets.token_hex(6)}"
     config.filter_subject = subject
-    where = f"NATS at {nc.connected_url.geturl()}" if nc.connected_url else "NATS"
+    where = f"NATS at {logs.redact_url(nc.connected_url.geturl())}" if nc.connected_url else "NATS"
     try:
         await js.add_consumer(streams.EVENTS.name, config)
         sub = await js.pull_subscribe_bind(

@@ -113,14 +113,14 @@ async def connect_nats(
 
     async def reconnected() -> None:
         bus_metrics.nats_reconnects.inc()
-        log.info("reconnected to NATS at %s", cfg.nats_url)
+        log.info("reconnected to NATS at %s", logs.redact_url(cfg.nats_url))
 
     async def error(exc: Exception) -> None:
         nonlocal last_warning
         now = asyncio.get_running_loop().time()
         if now - last_warning >= 10.0:  # one line per 10s while NATS stays away
             last_warning = now
-            log.warning("NATS at %s: %s", cfg.nats_url, exc or type(exc).__name__)
+            log.warning("NATS at %s: %s", logs.redact_url(cfg.nats_url), exc or type(exc).__name__)
 
     state.nats_connected = lambda: nc.is_connected
     state.nats_closed = lambda: nc.is_closed
@@ -152,12 +152,14 @@ async def connect_nats(
             await asyncio.wait_for(connecting, timeout=CLOSE_TIMEOUT_S)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(nc.close(), timeout=CLOSE_TIMEOUT_S)
-        raise Stopped(f"stopped before NATS at {cfg.nats_url} was reachable")
+        raise Stopped(f"stopped before NATS at {logs.redact_url(cfg.nats_url)} was reachable")
     try:
         connecting.result()
     except (TimeoutError, nats.errors.NoServersError, OSError) as exc:
-        raise errors.Unavailable(f"NATS at {cfg.nats_url} is not reachable: {exc}") from exc
-    log.info("connected to NATS at %s", cfg.nats_url)
+        raise errors.Unavailable(
+            f"NATS at {logs.redact_url(cfg.nats_url)} is not reachable: {exc}"
+        ) from exc
+    log.info("connected to NATS at %s", logs.redact_url(cfg.nats_url))
     return nc
 
 
