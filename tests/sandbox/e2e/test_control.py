@@ -7,7 +7,8 @@ a namespace of its own and all at once.
 - pause holds a canary where it is until resume;
 - approve opens a waiting confirm-promotion gate, named by its webhook;
 - commands that do not fit the phase are refused with the reason, and nothing changes;
-- every accepted request is an event carrying who asked, and Kubernetes Events record it.
+- every accepted request is an event carrying who asked, and Kubernetes Events record it;
+- ``sluice watch`` as a CI step: exit 0 once promoted, 1 after a rollback, 2 on its timeout.
 """
 
 from __future__ import annotations
@@ -75,6 +76,8 @@ async def promote_mid_analysis(stack: support.Stack, nc: Client) -> None:
         f"sluice: podinfo.{ns} is Initialized; no analysis to promote"
     )
     await new_image(stack, ns)
+    # a CI step waiting for the rollout, started right after the new image
+    watching = asyncio.create_task(sluice(stack, "watch", "podinfo", "-n", ns, "--timeout", "4m"))
     await at_weight(stack, ns, 10)
     done = await sluice(stack, "promote", "podinfo", "-n", ns, "--as", "alice")
     assert done.code == 0, done.stderr
@@ -84,6 +87,9 @@ async def promote_mid_analysis(stack: support.Stack, nc: Client) -> None:
         f"Skipping the rest of the analysis of podinfo.{ns}",
     ]
     await wait_for(stack, ns, lambda s: s.get("phase") == "Succeeded", "Succeeded")
+    watched = await watching
+    assert watched.code == 0, watched.stderr
+    assert watched.stdout.splitlines()[-1].startswith(f"podinfo.{ns} Succeeded: revision ")
     assert await image_of(stack, ns, "podinfo-primary") == "ghcr.io/stefanprodan/podinfo:6.0.1"
     # promoted before the analysis reached maxWeight 50, through Promoting and Finalising
     assert max(recorder.weights()) < 50
@@ -125,6 +131,8 @@ async def abort_then_retry(stack: support.Stack, nc: Client) -> None:
     )
     assert f"Rolling back podinfo.{ns} aborted by bob" in messages
 
+    watched = await sluice(stack, "watch", "podinfo", "-n", ns, "--timeout", "1m")
+    assert watched.code == 1, watched.stdout + watched.stderr
     again = await sluice(stack, "abort", "podinfo", "-n", ns)
     assert again.code == 1
     assert again.stderr.strip() == f"sluice: podinfo.{ns} is Failed; nothing to abort"
@@ -159,6 +167,8 @@ async def pause_then_resume(stack: support.Stack, nc: Client) -> None:
     status = await phase(stack, ns)
     assert status.get("canaryWeight") == held
     assert len(recorder.weights()) == steps
+    waited = await sluice(stack, "watch", "podinfo", "-n", ns, "--timeout", "2s")
+    assert waited.code == 2, waited.stdout + waited.stderr  # still under way: timed out
     paused_condition = [c for c in status["conditions"] if c["type"] == "Paused"]
     assert paused_condition[0]["status"] == "True"
     resumed = await sluice(stack, "resume", "podinfo", "-n", ns, "--as", "carol")
