@@ -51,6 +51,7 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_retry_delay_s: float = 300.0  # ... doubling with every failure up to this
     max_failures: int = 10  # a tick that failed this often is moved to the dead-letter stream
     max_command_timeout_s: float = 300.0  # a command's own timeout_s is clamped to this
+    stream_replicas: int = 1  # copies of each stream and KV bucket in a JetStream cluster (1..5)
 
     def __post_init__(self) -> None:
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -63,6 +64,8 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError(f"health_port: expected 0..65535, got {self.health_port}")
         if self.max_in_flight < 1:
             raise ValueError(f"max_in_flight: expected at least 1, got {self.max_in_flight}")
+        if not 1 <= self.stream_replicas <= 5:
+            raise ValueError(f"stream_replicas: expected 1..5, got {self.stream_replicas}")
         if self.max_failures < 1:
             raise ValueError(f"max_failures: expected at least 1, got {self.max_failures}")
         for field in (

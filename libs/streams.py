@@ -31,12 +31,13 @@ class Stream:
     max_msgs_per_subject: int = -1
     max_bytes: int = -1  # -1: unlimited; else the oldest messages are discarded
 
-    def config(self) -> api.StreamConfig:
+    def config(self, replicas: int = 1) -> api.StreamConfig:
         return api.StreamConfig(
             name=self.name,
             subjects=list(self.subjects),
             retention=self.retention,
             storage=api.StorageType.FILE,
+            num_replicas=replicas,
             max_age=self.max_age_s,
             duplicate_window=self.duplicate_window_s,
             max_msgs_per_subject=self.max_msgs_per_subject,
@@ -77,12 +78,13 @@ class Bucket:
     description: str = ""
     ttl_s: float = 0  # 0: values never expire
 
-    def config(self) -> api.KeyValueConfig:
+    def config(self, replicas: int = 1) -> api.KeyValueConfig:
         return api.KeyValueConfig(
             bucket=self.name,
             history=self.history,
             description=self.description,
             storage=api.StorageType.FILE,
+            replicas=replicas,
             ttl=self.ttl_s or None,
         )
 
@@ -157,17 +159,25 @@ async def declare(
     consumers: tuple[Consumer, ...] = (),
     buckets: tuple[Bucket, ...] = (),
     timeout_s: float = 5.0,
+    replicas: int = 1,
 ) -> None:
-    """Create (or update to match) the given streams, then buckets, then consumers."""
+    """Create (or update to match) the given streams, then buckets, then consumers, each
+    stream and bucket with ``replicas`` copies in a JetStream cluster (``SLUICE_STREAM_REPLICAS``)."""
     try:
         for stream in streams:
             try:
-                await js.add_stream(stream.config())
+                await js.add_stream(stream.config(replicas))
             except nats.js.errors.BadRequestError:
                 # exists with another configuration: bring it to the declared one
-                await js.update_stream(stream.config())
+                await js.update_stream(stream.config(replicas))
         for bucket in buckets:
-            await js.create_key_value(bucket.config())
+            try:
+                await js.create_key_value(bucket.config(replicas))
+            except nats.js.errors.BadRequestError as exc:
+                # exists with another configuration (e.g. other replicas): used as it is
+                log.warning(
+                    "KV bucket %s exists with another configuration (%s); kept", bucket.name, exc
+                )
         for consumer in consumers:
             await js.add_consumer(consumer.stream, consumer.config())
     except nats.errors.TimeoutError as exc:

@@ -51,6 +51,7 @@ async def setup(rt: lifecycle.Runtime, cfg: Settings) -> None:
         consumers=(streams.ANALYZER_TICKS, streams.ANALYZER_HINTS),
         buckets=(streams.WORKLOADS, streams.CANARIES, streams.TEMPLATES),
         timeout_s=cfg.nats_request_timeout_s,
+        replicas=cfg.stream_replicas,
     )
     driver: driving.Driver | None = None
     recorder = recording.Recorder(rt.metrics.registry, lifecycle.version())

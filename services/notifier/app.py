@@ -95,6 +95,7 @@ async def setup(rt: lifecycle.Runtime, cfg: Settings) -> None:
         consumers=(streams.NOTIFIER_EVENTS,),
         buckets=(streams.NOTIFIED,),
         timeout_s=cfg.nats_request_timeout_s,
+        replicas=cfg.stream_replicas,
     )
     lookups: lookup.Lookup | None = None
     recorder: kubeevents.Recorder | None = None

@@ -54,6 +54,7 @@ async def setup(rt: lifecycle.Runtime, cfg: Settings) -> None:
         streams=(streams.EVENTS,),
         buckets=(streams.WORKLOADS, streams.CANARIES, streams.TEMPLATES),
         timeout_s=cfg.nats_request_timeout_s,
+        replicas=cfg.stream_replicas,
     )
     if not cfg.kubeconfig and not kubernetes.in_cluster():
         log.warning(

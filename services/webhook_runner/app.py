@@ -104,6 +104,7 @@ async def setup(rt: lifecycle.Runtime, cfg: Settings) -> None:
         streams=(streams.EVENTS,),
         buckets=(streams.GATES, streams.TASKS),
         timeout_s=cfg.nats_request_timeout_s,
+        replicas=cfg.stream_replicas,
     )
     runner = tasks.TaskRunner(
         rt,

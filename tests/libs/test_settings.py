@@ -39,6 +39,7 @@ def test_values_are_converted_from_strings() -> None:
         ),
         ({"SLUICE_ENABLED": "maybe"}, 'SLUICE_ENABLED: expected true or false, got "maybe"'),
         ({"SLUICE_HEALTH_PORT": "70000"}, "SLUICE_HEALTH_PORT: expected 0..65535, got 70000"),
+        ({"SLUICE_STREAM_REPLICAS": "0"}, "SLUICE_STREAM_REPLICAS: expected 1..5, got 0"),
         ({"SLUICE_LOG_FORMAT": "xml"}, 'SLUICE_LOG_FORMAT: expected "text" or "json", got \'xml\''),
         (
             {"SLUICE_SHUTDOWN_GRACE_S": "30"},
