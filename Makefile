@@ -16,7 +16,7 @@ UV_VERSION := 0.13.9
 # `make lock LOCK_FLAGS='--upgrade-package nats-py'` upgrades one package.
 LOCK_FLAGS ?= --upgrade
 
-.PHONY: setup lock test test-unit lint fmt dev demo schemas crds sandbox-up sandbox-down fuzz bench clean
+.PHONY: setup lock test test-unit lint fmt dev demo schemas crds sandbox-up sandbox-down up down fuzz bench clean
 
 setup: $(STAMP)
 	@./scripts/ensure-system-tools.sh
@@ -72,6 +72,20 @@ sandbox-up: setup
 
 sandbox-down:
 	@if [ -x $(PY) ]; then $(PY) -m sandbox down; fi
+
+# The same stack in containers (docker-compose.yml, docs/local-stack.md): docker or podman.
+COMPOSE = $(shell if docker compose version >/dev/null 2>&1; then echo "docker compose"; \
+	elif command -v docker-compose >/dev/null 2>&1; then echo docker-compose; \
+	elif podman compose version >/dev/null 2>&1; then echo "podman compose"; fi)
+NO_ENGINE = make $@: no container engine found (docker or podman); the local stack without containers is make sandbox-up
+
+up:
+	@if [ -z "$(COMPOSE)" ]; then echo "$(NO_ENGINE)" >&2; exit 1; fi
+	$(COMPOSE) up -d --build
+
+down:
+	@if [ -z "$(COMPOSE)" ]; then echo "$(NO_ENGINE)" >&2; exit 1; fi
+	$(COMPOSE) down
 
 clean:
 	rm -rf $(VENV) .sandbox .pytest_cache .mypy_cache .ruff_cache
