@@ -26,6 +26,7 @@ from libs import logs
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 # what the server told each connection asynchronously (e.g. a permissions violation)
 _ERRORS: weakref.WeakKeyDictionary[Client, list[str]] = weakref.WeakKeyDictionary()
+_COMPLAINED: weakref.WeakKeyDictionary[Client, asyncio.Event] = weakref.WeakKeyDictionary()
 CONNECT_TIMEOUT_S = 5.0
 
 
@@ -99,6 +100,8 @@ async def connect(args: argparse.Namespace, timeout_s: float = CONNECT_TIMEOUT_S
         nc = attempt.result()
         _ERRORS[nc] = causes  # from now on the callback collects the server's complaints
         causes.clear()
+        failed.clear()  # ... and this says a new one came
+        _COMPLAINED[nc] = failed
         return nc
     cause = causes[0] if causes else "no answer (timed out)"
     if attempt.done():
@@ -117,6 +120,18 @@ async def connect(args: argparse.Namespace, timeout_s: float = CONNECT_TIMEOUT_S
 def server_errors(nc: Client) -> list[str]:
     """What the server reported on this connection since it was made (newest last)."""
     return list(_ERRORS.get(nc, ()))
+
+
+async def complaint(nc: Client, seen: int) -> list[str]:
+    """Wait until the server has reported more than ``seen`` errors on this connection; all of
+    them (forever for a connection not made by ``connect``)."""
+    event = _COMPLAINED.get(nc)
+    while event is not None and len(server_errors(nc)) <= seen:
+        event.clear()
+        await event.wait()
+    if event is None:
+        await asyncio.Event().wait()
+    return server_errors(nc)
 
 
 def _plain(cause: str) -> str:

@@ -121,8 +121,29 @@ async def send(
         subject = messages.control_subject(ref.namespace, ref.name, request.action)
     except errors.InvalidInput as exc:
         raise connecting.CliError(str(exc)) from exc
+    seen = len(connecting.server_errors(nc))
+    asking = asyncio.ensure_future(
+        nc.request(subject, messages.ENCODER.encode(request), timeout=timeout_s)
+    )
+    # a publish the server refuses gets no answer, only an error on the connection: say it
+    # as soon as it comes instead of waiting out the timeout
+    refusal = asyncio.ensure_future(connecting.complaint(nc, seen))
     try:
-        msg = await nc.request(subject, messages.ENCODER.encode(request), timeout=timeout_s)
+        await asyncio.wait({asking, refusal}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        refusal.cancel()
+    if not asking.done():
+        refused = [e for e in connecting.server_errors(nc)[seen:] if "permission" in e.lower()]
+        if refused:
+            asking.cancel()
+            with contextlib.suppress(BaseException):
+                await asking
+            raise connecting.CliError(
+                f"the NATS server refused the request: {refused[-1].strip()}; your NATS user "
+                f"may not send {request.action} requests for {ref.namespace} (see docs/security.md)"
+            )
+    try:
+        msg = await asking
     except nats.errors.NoRespondersError as exc:
         raise connecting.CliError(
             f"no analyzer answers on {subject}; is the analyzer running (with Kubernetes access)?"
