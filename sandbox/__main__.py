@@ -10,6 +10,10 @@ up      start NATS (JetStream), Prometheus (scraping the gateway every 1s), the 
         component and its log, stops what it started, exits 1.
 down    stop everything up started (SIGTERM, 10s, SIGKILL); nothing running: exits 0.
 status  list the processes (exit 0 running, 1 partly, 3 not running).
+kubeconfig --service-account NS:NAME [--out PATH]
+        write a kubeconfig acting as that ServiceAccount against the running stack's
+        Kubernetes API (default <dir>/kubeconfig-NS-NAME) and print its path: RBAC applies
+        to it (the stack's own kubeconfig is cluster-admin).
 
 Ports: each has a fixed default, used when it is free on 127.0.0.1, else the OS picks a free
 one (--free-ports: always the OS). Defaults: NATS 4222, Prometheus 9090, Kubernetes API 6443,
@@ -29,7 +33,10 @@ import os
 import pathlib
 import sys
 
+import yaml
+
 from sandbox import control, stack
+from sandbox.kube import config as kube_config
 
 
 def _truthy(value: str | None) -> bool:
@@ -85,7 +92,27 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     commands.add_parser("down", help="stop everything up started")
     commands.add_parser("status", help="show what runs")
+    identity = commands.add_parser(
+        "kubeconfig", help="write a kubeconfig acting as a ServiceAccount (RBAC applies)"
+    )
+    identity.add_argument("--service-account", required=True, metavar="NS:NAME")
+    identity.add_argument("--out", type=pathlib.Path, help="where to write it")
     return parser.parse_args(argv)
+
+
+def _service_account_kubeconfig(args: argparse.Namespace) -> int:
+    namespace, sep, name = args.service_account.partition(":")
+    if not sep or not namespace or not name:
+        print("sandbox: --service-account expects NAMESPACE:NAME", file=sys.stderr)
+        return 2
+    admin = stack.Layout(args.dir).kubeconfig
+    if not admin.exists():
+        print(f"sandbox: no kubeconfig at {admin}: is the sandbox up?", file=sys.stderr)
+        return 1
+    server = yaml.safe_load(admin.read_text())["clusters"][0]["cluster"]["server"]
+    out = args.out or args.dir / f"kubeconfig-{namespace}-{name}"
+    print(kube_config.service_account_kubeconfig(out, server, namespace, name))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         case "down":
             return control.down(args.dir)
+        case "kubeconfig":
+            return _service_account_kubeconfig(args)
         case _:
             return control.status(args.dir)
 

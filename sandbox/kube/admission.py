@@ -8,7 +8,8 @@
   imagePullPolicy / terminationMessage*, probe timings, port protocol, volume modes); Pods'
   serviceAccountName and priority; Service type, sessionAffinity, port protocol and
   targetPort, a ClusterIP kept across updates (the endpoints controller allocates it);
-  Secret type; HPA minReplicas and its default CPU metric; Namespace and Pod phase;
+  Secret type; StatefulSet replicas, podManagementPolicy, updateStrategy and pod
+  template; HPA minReplicas and its default CPU metric; Namespace and Pod phase;
 * built-in kinds: decoding against their schema (``builtins``, ``decoding``: wrong types and,
   with ``fieldValidation=Strict``, unknown fields are 400s), then defaulting, then semantic
   validation (``validation``: names, selectors, ports ... are 422s);
@@ -32,6 +33,8 @@ _STATUS_RESET_ON_CREATE = {
     registry_mod.DEPLOYMENTS.key,
     registry_mod.REPLICASETS.key,
     registry_mod.HPAS.key,
+    registry_mod.STATEFULSETS.key,
+    registry_mod.PDBS.key,
 }
 
 
@@ -130,6 +133,16 @@ def defaults(
                 rolling.setdefault("maxSurge", "25%")
             spec.setdefault("revisionHistoryLimit", 10)
             spec.setdefault("progressDeadlineSeconds", 600)
+        template_spec = (spec.get("template") or {}).get("spec")
+        if isinstance(template_spec, dict):
+            _default_containers(template_spec)
+    elif rtype.key == registry_mod.STATEFULSETS.key and spec is not None:
+        spec.setdefault("replicas", 1)
+        spec.setdefault("podManagementPolicy", "OrderedReady")
+        spec.setdefault("updateStrategy", {"type": "RollingUpdate"})
+        if spec["updateStrategy"].get("type") == "RollingUpdate":
+            spec["updateStrategy"].setdefault("rollingUpdate", {"partition": 0})
+        spec.setdefault("revisionHistoryLimit", 10)
         template_spec = (spec.get("template") or {}).get("spec")
         if isinstance(template_spec, dict):
             _default_containers(template_spec)

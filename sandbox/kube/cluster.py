@@ -6,8 +6,9 @@
         kubeconfig = cluster.write_kubeconfig(tmp_path / "kubeconfig")
         ...  # kubectl --kubeconfig ..., kubernetes.config.load_kube_config(...)
 
-The API server listens on ``127.0.0.1`` (a random port unless one is given), plain HTTP, no
-authentication. The controllers (``sandbox.kube.controllers.run_all``) run as one task while
+The API server listens on ``127.0.0.1`` (a random port unless one is given), plain HTTP. The
+default kubeconfig is cluster-admin; ``service_account_kubeconfig`` writes one acting as a
+ServiceAccount, which RBAC applies to (``authentication``, ``authorization``). The controllers (``sandbox.kube.controllers.run_all``) run as one task while
 the cluster is up (``controllers=False`` leaves them out: a bare API server).
 """
 
@@ -24,6 +25,7 @@ from aiohttp import web
 
 from sandbox import serving
 from sandbox.kube import admission, crds, events, handlers, server
+from sandbox.kube import config as config_mod
 from sandbox.kube import controllers as controllers_mod
 from sandbox.kube import registry as registry_mod
 from sandbox.kube.config import ClusterSettings
@@ -107,20 +109,13 @@ class Cluster(serving.Component):
         await self._sites.close()
 
     def kubeconfig(self) -> dict[str, Any]:
-        return {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [{"name": "sandbox", "cluster": {"server": self.url}}],
-            "users": [{"name": "sandbox", "user": {"token": "sandbox"}}],
-            "contexts": [
-                {
-                    "name": "sandbox",
-                    "context": {"cluster": "sandbox", "user": "sandbox", "namespace": "default"},
-                }
-            ],
-            "current-context": "sandbox",
-            "preferences": {},
-        }
+        return config_mod.kubeconfig(self.url)
+
+    def service_account_kubeconfig(
+        self, path: str | pathlib.Path, namespace: str, name: str
+    ) -> pathlib.Path:
+        """Write a kubeconfig acting as ServiceAccount ``namespace/name`` (RBAC applies)."""
+        return config_mod.service_account_kubeconfig(path, self.url, namespace, name)
 
     def write_kubeconfig(self, path: str | pathlib.Path) -> pathlib.Path:
         """Write a kubeconfig (cluster, user and context ``sandbox``) and return its path."""

@@ -5,6 +5,9 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import pathlib
+from typing import Any
+
+import yaml
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -26,3 +29,41 @@ class ClusterSettings:
     watch_history: int = 5000
     # Namespaces present at start, as in a fresh cluster.
     namespaces: tuple[str, ...] = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+
+def kubeconfig(server: str, token: str = "sandbox", user: str = "sandbox") -> dict[str, Any]:
+    """A kubeconfig for the simulator at ``server`` (cluster and context ``sandbox``)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "sandbox", "cluster": {"server": server}}],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [
+            {
+                "name": "sandbox",
+                "context": {"cluster": "sandbox", "user": user, "namespace": "default"},
+            }
+        ],
+        "current-context": "sandbox",
+        "preferences": {},
+    }
+
+
+def service_account_kubeconfig(
+    path: str | pathlib.Path, server: str, namespace: str, name: str
+) -> pathlib.Path:
+    """Write a kubeconfig acting as ServiceAccount ``namespace/name`` (RBAC applies to it).
+
+    Its server URL ends in ``/sandbox-sa/<namespace>/<name>`` (kubectl sends no token over
+    plain HTTP) and its token is ``sandbox-sa:<namespace>:<name>`` (``authentication``); its
+    context's namespace is the ServiceAccount's. Returns the path.
+    """
+    from sandbox.kube.authentication import service_account_path, service_account_token
+
+    url = server.rstrip("/") + service_account_path(namespace, name)
+    config = kubeconfig(url, service_account_token(namespace, name), f"{namespace}:{name}")
+    config["contexts"][0]["context"]["namespace"] = namespace
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path

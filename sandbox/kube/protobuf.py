@@ -1,6 +1,7 @@
 """Decoding the Kubernetes protobuf bodies kubectl sends for a few kinds.
 
-kubectl's typed clients (``kubectl create namespace|configmap|secret|serviceaccount``) send
+kubectl's typed clients (``kubectl create namespace|configmap|secret|serviceaccount``, the RBAC
+kinds, ``kubectl auth can-i``'s SelfSubjectAccessReview) send
 ``application/vnd.kubernetes.protobuf`` bodies and do not fall back to JSON. The body is the
 ``k8s\\x00`` magic and a ``runtime.Unknown`` envelope (typeMeta, raw) whose ``raw`` is the
 object in the field numbering of the Kubernetes ``generated.proto`` files. This module knows
@@ -57,7 +58,61 @@ _REF: Schema = {
 }
 _LOCAL_REF: Schema = {1: ("name", "string", None)}
 
+_RESOURCE_ATTRIBUTES: Schema = {
+    1: ("namespace", "string", None),
+    2: ("verb", "string", None),
+    3: ("group", "string", None),
+    4: ("version", "string", None),
+    5: ("resource", "string", None),
+    6: ("subresource", "string", None),
+    7: ("name", "string", None),
+}
+_NON_RESOURCE_ATTRIBUTES: Schema = {1: ("path", "string", None), 2: ("verb", "string", None)}
+
+_POLICY_RULE: Schema = {
+    1: ("verbs", "strings", None),
+    2: ("apiGroups", "strings", None),
+    3: ("resources", "strings", None),
+    4: ("resourceNames", "strings", None),
+    5: ("nonResourceURLs", "strings", None),
+}
+_ROLE: Schema = {1: ("metadata", "message", OBJECT_META), 2: ("rules", "messages", _POLICY_RULE)}
+_BINDING: Schema = {
+    1: ("metadata", "message", OBJECT_META),
+    2: (
+        "subjects",
+        "messages",
+        {
+            1: ("kind", "string", None),
+            2: ("apiGroup", "string", None),
+            3: ("name", "string", None),
+            4: ("namespace", "string", None),
+        },
+    ),
+    3: (
+        "roleRef",
+        "message",
+        {1: ("apiGroup", "string", None), 2: ("kind", "string", None), 3: ("name", "string", None)},
+    ),
+}
+
 KINDS: dict[str, Schema] = {
+    # kubectl create role|clusterrole|rolebinding|clusterrolebinding
+    "Role": _ROLE,
+    "ClusterRole": _ROLE,  # aggregationRule is not decoded
+    "RoleBinding": _BINDING,
+    "ClusterRoleBinding": _BINDING,
+    "SelfSubjectAccessReview": {  # kubectl auth can-i
+        1: ("metadata", "message", OBJECT_META),
+        2: (
+            "spec",
+            "message",
+            {
+                1: ("resourceAttributes", "message", _RESOURCE_ATTRIBUTES),
+                2: ("nonResourceAttributes", "message", _NON_RESOURCE_ATTRIBUTES),
+            },
+        ),
+    },
     "Namespace": {
         1: ("metadata", "message", OBJECT_META),
         2: ("spec", "message", {1: ("finalizers", "strings", None)}),

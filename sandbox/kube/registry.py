@@ -3,7 +3,10 @@
 Which kinds carry ``metadata.generation`` follows Kubernetes 1.32 (the version the simulator
 reports): Deployments, ReplicaSets, HPAs, CRDs and custom resources do; Pods (only from 1.33,
 ``PodObservedGenerationTracking``), Services, ConfigMaps, Secrets, Endpoints, Events,
-ServiceAccounts and Namespaces do not.
+ServiceAccounts, Namespaces and the RBAC kinds do not.
+
+StatefulSets and PodDisruptionBudgets are stored and served only: no controller acts on them.
+The RBAC kinds are enforced for ServiceAccount identities (``authorization``).
 
 Built-in types are module constants so controllers can name them directly
 (``registry.DEPLOYMENTS``); custom resources are added when their CRD is created and removed
@@ -130,6 +133,55 @@ HPAS = ResourceType(
     categories=("all",),
     subresources=frozenset({"status"}),
 )
+STATEFULSETS = ResourceType(  # stored only: no controller creates their pods
+    group="apps",
+    version="v1",
+    kind="StatefulSet",
+    plural="statefulsets",
+    singular="statefulset",
+    short_names=("sts",),
+    categories=("all",),
+    subresources=frozenset({"status", "scale"}),
+)
+PDBS = ResourceType(  # stored only: nothing evaluates disruptions
+    group="policy",
+    version="v1",
+    kind="PodDisruptionBudget",
+    plural="poddisruptionbudgets",
+    singular="poddisruptionbudget",
+    short_names=("pdb",),
+    subresources=frozenset({"status"}),
+)
+_RBAC = "rbac.authorization.k8s.io"
+ROLES = ResourceType(
+    group=_RBAC, version="v1", kind="Role", plural="roles", singular="role", has_generation=False
+)
+CLUSTER_ROLES = ResourceType(
+    group=_RBAC,
+    version="v1",
+    kind="ClusterRole",
+    plural="clusterroles",
+    singular="clusterrole",
+    namespaced=False,
+    has_generation=False,
+)
+ROLE_BINDINGS = ResourceType(
+    group=_RBAC,
+    version="v1",
+    kind="RoleBinding",
+    plural="rolebindings",
+    singular="rolebinding",
+    has_generation=False,
+)
+CLUSTER_ROLE_BINDINGS = ResourceType(
+    group=_RBAC,
+    version="v1",
+    kind="ClusterRoleBinding",
+    plural="clusterrolebindings",
+    singular="clusterrolebinding",
+    namespaced=False,
+    has_generation=False,
+)
 CRDS = ResourceType(
     group="apiextensions.k8s.io",
     version="v1",
@@ -153,7 +205,13 @@ BUILTIN: tuple[ResourceType, ...] = (
     EVENTS_V1,
     DEPLOYMENTS,
     REPLICASETS,
+    STATEFULSETS,
     HPAS,
+    PDBS,
+    ROLES,
+    CLUSTER_ROLES,
+    ROLE_BINDINGS,
+    CLUSTER_ROLE_BINDINGS,
     CRDS,
 )
 

@@ -7,7 +7,10 @@ One catch-all route parses the path the way the real server does:
 * ``/openapi/v3`` and ``/openapi/v3/<gv>``: OpenAPI v3 (``openapi``); ``/openapi/v2``: 404;
 * ``/api/v1/[namespaces/<ns>/]<plural>[/<name>[/<sub>]]`` and the same under
   ``/apis/<g>/<v>``: the REST verbs (``handlers``) and watches (``watching``);
-* ``/healthz``, ``/livez``, ``/readyz``: ``ok``.
+* ``/healthz``, ``/livez``, ``/readyz``: ``ok``;
+* ``POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews``: ``kubectl auth can-i``.
+
+Before any of it, ``access.check`` authenticates ServiceAccount tokens and applies RBAC.
 
 Every error becomes a ``Status`` object; a bug in a handler is a 500 ``Status`` with the
 exception's text, logged with its traceback, never a dropped connection.
@@ -22,7 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
-from sandbox.kube import discovery, handlers, openapi, status, watching
+from sandbox.kube import access, authentication, discovery, handlers, openapi, status, watching
 from sandbox.kube.selectors import SelectorError
 from sandbox.kube.store import NotFound, StoreError
 
@@ -125,9 +128,20 @@ async def _resource(
     raise status.MethodNotAllowed(f"method {method} is not allowed on this resource")
 
 
+_SSAR_PATH = ["apis", "authorization.k8s.io", "v1", "selfsubjectaccessreviews"]
+
+
 async def dispatch(request: web.Request) -> web.StreamResponse:
     api = request.app[API]
-    parts = [p for p in request.path.split("/") if p]
+    # a ServiceAccount identity (token or /sandbox-sa/<ns>/<name> prefix): 401, then RBAC's 403
+    user, path = authentication.authenticate(request.headers, request.path)
+    access.check(api.store, user, request, path)
+    parts = [p for p in path.split("/") if p]
+    if parts == _SSAR_PATH and request.method == "POST":
+        body = await handlers.read_body(request)
+        if not isinstance(body, dict):
+            raise status.BadRequest("the request body must be a SelfSubjectAccessReview")
+        return handlers.respond(access.self_subject_access_review(api.store, user, body), 201)
     if not parts:
         return _json({"paths": ["/api", "/api/v1", "/apis", "/openapi/v3", "/version"]})
     if parts[0] in ("healthz", "livez", "readyz"):
@@ -159,6 +173,8 @@ async def errors_middleware(
 ) -> web.StreamResponse:
     try:
         response = await handler(request)
+    except access.Forbidden as exc:
+        response = handlers.respond(exc.body, 403)
     except StoreError as exc:
         response = handlers.respond(status.failure(exc), exc.code)
     except SelectorError as exc:
@@ -174,7 +190,10 @@ async def errors_middleware(
 
 
 def make_app(api: handlers.Api) -> web.Application:
-    app = web.Application(middlewares=[errors_middleware], client_max_size=16 * 1024 * 1024)
+    app = web.Application(
+        middlewares=[errors_middleware],
+        client_max_size=16 * 1024 * 1024,
+    )
     app[API] = api
     app.router.add_route("*", "/{tail:.*}", dispatch)
 

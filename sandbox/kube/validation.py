@@ -166,6 +166,16 @@ def labels_errors(labels: dict[str, str], path: str) -> Errors:
     return errors
 
 
+def _path_segment_errors(value: str, path: str) -> Errors:
+    """RBAC objects' names need only be valid path segments (ValidateRBACName)."""
+    if value in (".", ".."):
+        return [_invalid(path, value, f"may not be '{value}'")]
+    for bad in ("/", "%"):
+        if bad in value:
+            return [_invalid(path, value, f"may not contain '{bad}'")]
+    return []
+
+
 def metadata_errors(rtype: ResourceType, meta: Obj, path: str = "metadata") -> Errors:
     errors: Errors = []
     style = "subdomain"
@@ -174,7 +184,11 @@ def metadata_errors(rtype: ResourceType, meta: Obj, path: str = "metadata") -> E
     elif rtype.key == registry_mod.SERVICES.key:
         style = "dns1035"
     name, prefix = meta.get("name"), meta.get("generateName")
-    if name:
+    if rtype.group == "rbac.authorization.k8s.io":  # path segment names: system:controller:x
+        for value, field in ((name, "name"), (prefix, "generateName")):
+            if value:
+                errors += _path_segment_errors(value, f"{path}.{field}")
+    elif name:
         errors += name_errors(name, f"{path}.name", style=style)
     elif prefix:  # checked as a prefix: a trailing '-' is fine
         masked = prefix[:-1] + "a" if prefix.endswith("-") else prefix
