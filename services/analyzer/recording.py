@@ -3,6 +3,8 @@ rules written for Flagger keep working (``flagger_canary_*`` in the analyzer's `
 
 from __future__ import annotations
 
+import contextlib
+
 import prometheus_client as prom
 
 from libs import messages
@@ -53,6 +55,12 @@ class Recorder:
             ["name", "namespace", "metric"],
             registry=registry,
         )
+        self.threshold = prom.Gauge(
+            "sluice_canary_metric_threshold",
+            "A metric check's thresholdRange bound (bound: min or max), beside its last value",
+            ["name", "namespace", "metric", "bound"],
+            registry=registry,
+        )
         self.successes = prom.Counter(
             "flagger_canary_successes",
             "Total number of canary successes",
@@ -100,10 +108,19 @@ class Recorder:
         self.weight.labels(workload=target, namespace=namespace).set(weight)
 
     def checked(self, event: messages.MetricChecked) -> None:
+        labels = {
+            "name": event.canary.name,
+            "namespace": event.canary.namespace,
+            "metric": event.metric,
+        }
         if event.value is not None:
-            self.metric.labels(
-                name=event.canary.name, namespace=event.canary.namespace, metric=event.metric
-            ).set(event.value)
+            self.metric.labels(**labels).set(event.value)
+        for bound, value in (("min", event.min), ("max", event.max)):
+            if value is not None:
+                self.threshold.labels(**labels, bound=bound).set(value)
+            else:
+                with contextlib.suppress(KeyError):
+                    self.threshold.remove(*labels.values(), bound)
 
     def forget(self, ref: messages.CanaryRef) -> None:
         self._known.pop((ref.namespace, ref.name), None)
