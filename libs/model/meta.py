@@ -150,3 +150,21 @@ class Object(Model, frozen=True):
     def namespace(self) -> str:
         """``metadata.namespace``, ``default`` when unset."""
         return self.metadata.namespace or "default"
+
+
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def slim(obj: dict[str, Any]) -> dict[str, Any]:
+    """A shallow copy of a raw object without what is left out before validating it:
+    ``metadata.managedFields`` (the server's bookkeeping, untyped and often bigger than the
+    object) and the last-applied annotation (a second copy of the object). ``obj`` is not
+    changed."""
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        return obj
+    slimmed = {key: value for key, value in meta.items() if key != "managedFields"}
+    annotations = slimmed.get("annotations")
+    if isinstance(annotations, dict) and LAST_APPLIED in annotations:
+        slimmed["annotations"] = {k: v for k, v in annotations.items() if k != LAST_APPLIED}
+    return {**obj, "metadata": slimmed}

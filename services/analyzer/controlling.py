@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from libs import bus, errors, lifecycle, messages
 from libs.adapters import kubernetes
 from libs.model import canary as canary_model
+from libs.model import meta
 from services.analyzer import handlers, state
 from services.analyzer.machine import control
 
@@ -75,7 +76,7 @@ class Controller:
                 )
             version = str((obj.get("metadata") or {}).get("resourceVersion") or "")
             try:
-                canary = canary_model.parse_canary(_slim(obj))
+                canary = canary_model.parse_canary(meta.slim(obj))
             except errors.InvalidInput as exc:
                 first = exc.message.split("\n")[0]
                 return self._answer(
@@ -118,11 +119,3 @@ class Controller:
             message=message,
             phase=status.phase if status is not None else messages.Phase.UNSET,
         )
-
-
-def _slim(obj: dict[str, object]) -> dict[str, object]:
-    meta = obj.get("metadata")
-    if isinstance(meta, dict) and "managedFields" in meta:
-        meta = {k: v for k, v in meta.items() if k != "managedFields"}
-        return {**obj, "metadata": meta}
-    return obj

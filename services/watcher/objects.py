@@ -24,28 +24,18 @@ import msgspec
 
 from libs import errors, messages
 from libs.model import canary as canary_model
+from libs.model import meta
 from libs.model import templates as templates_model
 
 Obj = dict[str, Any]
-LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+LAST_APPLIED = meta.LAST_APPLIED
+slim = meta.slim  # shared with the analyzer, which reads Canaries fresh too
 PRIMARY_SUFFIX = "-primary"
 
 
 def primary_name(target: str) -> str:
     """The primary Deployment Flagger (and Sluice's traffic-shifter) makes of a target."""
     return f"{target}{PRIMARY_SUFFIX}"
-
-
-def slim(obj: Obj) -> Obj:
-    """A shallow copy without ``managedFields`` and the last-applied annotation."""
-    meta = obj.get("metadata")
-    if not isinstance(meta, dict):
-        return obj
-    slimmed = {key: value for key, value in meta.items() if key != "managedFields"}
-    annotations = slimmed.get("annotations")
-    if isinstance(annotations, dict) and LAST_APPLIED in annotations:
-        slimmed["annotations"] = {k: v for k, v in annotations.items() if k != LAST_APPLIED}
-    return {**obj, "metadata": slimmed}
 
 
 def problem_lines(exc: errors.InvalidInput) -> list[str]:

@@ -19,7 +19,6 @@ from typing import Any
 import aiohttp
 import nats
 import pytest
-import yaml
 from aiohttp import web
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -30,26 +29,14 @@ from cli.dashboard import server, state
 from libs import messages, streams
 from libs.model import canary as canary_model
 from tests import browser
+from tests.cli.seed import canary
 from tests.fixtures.nats import NatsServer
 from tests.sandbox.e2e import support
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-MANIFEST = REPO / "tests" / "data" / "manifests" / "podinfo-canary.yaml"
 SLUICE = str(pathlib.Path(sys.executable).parent / "sluice")
 REF = messages.CanaryRef(namespace="test", name="podinfo")
 HTTP = aiohttp.ClientTimeout(total=10)
-
-
-def canary(status: dict[str, Any] | None = None, **analysis: Any) -> canary_model.Canary:
-    obj: dict[str, Any] = yaml.safe_load(MANIFEST.read_text())
-    for key, value in analysis.items():
-        if value is None:
-            obj["spec"]["analysis"].pop(key, None)
-        else:
-            obj["spec"]["analysis"][key] = value
-    if status is not None:
-        obj["status"] = status
-    return canary_model.parse_canary(obj)
 
 
 def observation(

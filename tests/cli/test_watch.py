@@ -12,31 +12,18 @@ import sys
 from typing import Any
 
 import pytest
-import yaml
 from nats.aio.client import Client
 from rich.console import Console
 
 from cli import connecting, events, main, watching, watchview
 from libs import messages, streams
 from libs.model import canary as canary_model
+from tests.cli.seed import canary
 from tests.fixtures.nats import NatsServer
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-MANIFEST = REPO / "tests" / "data" / "manifests" / "podinfo-canary.yaml"
 Phase = canary_model.Phase
 WHO = "podinfo.test"
-
-
-def canary(status: dict[str, Any] | None = None, **analysis: Any) -> canary_model.Canary:
-    obj: dict[str, Any] = yaml.safe_load(MANIFEST.read_text())
-    for key, value in analysis.items():
-        if value is None:
-            obj["spec"]["analysis"].pop(key, None)
-        else:
-            obj["spec"]["analysis"][key] = value
-    if status is not None:
-        obj["status"] = status
-    return canary_model.parse_canary(obj)
 
 
 def observation(

@@ -21,14 +21,19 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Generator
-from typing import Literal
 
 import msgspec
 
 from libs import messages
 from libs.model import canary as canary_model
 from services.analyzer.machine.effects import Answer, Effect, Hook, HooksOutcome, Phase, RunHooks
-from services.analyzer.machine.stepping import GATE_CONDITION, PASSED_PREFIX, StepState, rfc3339
+from services.analyzer.machine.stepping import (
+    PASSED_PREFIX,
+    StepState,
+    rfc3339,
+    waiting_at,
+    with_condition,
+)
 
 PAUSED_CONDITION = "Paused"
 GATES = (Hook.CONFIRM_ROLLOUT, Hook.CONFIRM_TRAFFIC_INCREASE, Hook.CONFIRM_PROMOTION)
@@ -48,16 +53,6 @@ class Admission:
 
 def label(canary: canary_model.Canary) -> str:
     return f"{canary.metadata.name}.{canary.metadata.namespace}"
-
-
-def waiting_at(status: canary_model.CanaryStatus) -> Hook | None:
-    gate = next((c for c in status.conditions if c.type == GATE_CONDITION), None)
-    if gate is None or gate.status != "False":
-        return None
-    try:
-        return Hook(gate.reason)
-    except ValueError:
-        return None
 
 
 def paused(status: canary_model.CanaryStatus) -> canary_model.Condition | None:
@@ -171,7 +166,7 @@ def admit(canary: canary_model.Canary, request: messages.ControlRequest, now_ms:
     because = f": {request.reason}" if request.reason else ""
     if action in AT_ONCE:
         pause = action == "pause"
-        condition = _condition(
+        condition = with_condition(
             status,
             PAUSED_CONDITION,
             "True" if pause else "False",
@@ -238,27 +233,6 @@ def requested_event(
         by=by,
         reason=request.reason,
     )
-
-
-def _condition(
-    status: canary_model.CanaryStatus,
-    kind: str,
-    value: Literal["True", "False", "Unknown"],
-    reason: str,
-    message: str,
-    now: str,
-) -> tuple[canary_model.Condition, ...]:
-    old = next((c for c in status.conditions if c.type == kind), None)
-    changed = old is None or old.status != value
-    condition = canary_model.Condition(
-        type=kind,
-        status=value,
-        reason=reason,
-        message=message,
-        last_update_time=now,
-        last_transition_time=now if changed or old is None else old.last_transition_time,
-    )
-    return (*(c for c in status.conditions if c.type != kind), condition)
 
 
 # --------------------------------------------------------------------------- in the step

@@ -59,6 +59,43 @@ def parse_rfc3339(text: str | None) -> int | None:
     return int(moment.timestamp() * 1000)
 
 
+# --------------------------------------------------------------------------- conditions
+
+
+def with_condition(
+    status: canary_model.CanaryStatus,
+    kind: str,
+    value: ConditionStatus,
+    reason: str,
+    message: str,
+    now: str,
+) -> tuple[canary_model.Condition, ...]:
+    """``status.conditions`` with condition ``kind`` set (its transition time kept unless
+    its status changes)."""
+    old = next((c for c in status.conditions if c.type == kind), None)
+    changed = old is None or old.status != value
+    condition = canary_model.Condition(
+        type=kind,
+        status=value,
+        reason=reason,
+        message=message,
+        last_update_time=now,
+        last_transition_time=now if changed or old is None else old.last_transition_time,
+    )
+    return (*(c for c in status.conditions if c.type != kind), condition)
+
+
+def waiting_at(status: canary_model.CanaryStatus) -> Hook | None:
+    """The confirm-* gate the canary waits at (the ``Gate`` condition), if any."""
+    gate = next((c for c in status.conditions if c.type == GATE_CONDITION), None)
+    if gate is None or gate.status != "False":
+        return None
+    try:
+        return Hook(gate.reason)
+    except ValueError:
+        return None
+
+
 # --------------------------------------------------------------------------- readiness
 
 
@@ -213,29 +250,11 @@ class StepState:
     def _with_condition(
         self, kind: str, value: ConditionStatus, reason: str, message: str
     ) -> tuple[canary_model.Condition, ...]:
-        old = next((c for c in self.status.conditions if c.type == kind), None)
-        now = rfc3339(self.ctx.now_ms)
-        changed = old is None or old.status != value
-        condition = canary_model.Condition(
-            type=kind,
-            status=value,
-            reason=reason,
-            message=message,
-            last_update_time=now,
-            last_transition_time=now if changed or old is None else old.last_transition_time,
-        )
-        others = tuple(c for c in self.status.conditions if c.type != kind)
-        return (*others, condition)
+        return with_condition(self.status, kind, value, reason, message, rfc3339(self.ctx.now_ms))
 
     def waiting_at(self) -> Hook | None:
         """The gate the canary already waited at when this step started, if any."""
-        gate = next((c for c in self.ctx.status.conditions if c.type == GATE_CONDITION), None)
-        if gate is None or gate.status != "False":
-            return None
-        try:
-            return Hook(gate.reason)
-        except ValueError:
-            return None
+        return waiting_at(self.ctx.status)
 
     def wait_at(self, kind: Hook, message: str) -> bool:
         """Record that the canary waits at gate ``kind``; True when this wait is new."""
