@@ -130,7 +130,12 @@ class Kubelet:
             self._stop(key)
         if self._group is None:
             return
-        task = self._group.create_task(self._work(key, uid), name=f"kubelet-pod-{key[0]}/{key[1]}")
+        work = self._work(key, uid)
+        try:
+            task = self._group.create_task(work, name=f"kubelet-pod-{key[0]}/{key[1]}")
+        except RuntimeError:  # the kubelet is stopping (Python 3.11 leaves the coroutine open)
+            work.close()
+            return
         self._workers[key] = (uid, task)
 
     def _stop(self, key: reconciling.Key) -> None:
