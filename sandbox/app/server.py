@@ -125,8 +125,20 @@ class PodApp:
         runner, self._runner = self._runner, None
         self._sites.clear()
         self.addresses.clear()
-        if runner is not None:
+        if runner is None:
+            return
+        server = runner.server
+        try:
             await runner.cleanup()
+            # a connection the listener accepted just before it closed is made only after
+            # the shutdown above cleared its list: give it its turn, then close it below
+            for _ in range(3):
+                await asyncio.sleep(0)
+        finally:
+            # also when cancelled while waiting for in-flight requests (a pod deleted, then
+            # the cluster stopped): no socket is left to the garbage collector
+            for handler in server.connections if server is not None else ():
+                handler.force_close()
 
     # ---------------------------------------------------------------- middlewares
 

@@ -182,6 +182,24 @@ async def connect(secured: SecuredNats) -> AsyncIterator[Connect]:
             await conn.nc.close()
 
 
+async def published_until_seen(
+    nc: Client, subject: str, data: bytes, seen: asyncio.Queue[Msg]
+) -> Msg:
+    """Publishes ``data`` (core NATS, at most once) until the subscriber behind ``seen`` gets it.
+
+    nats-server 2.15 was seen, about one run in ten, not to route the first core message
+    published right after another connection's subscription was confirmed by its PONG; the
+    next one arrives. What is tested here is that the subscription is allowed and served."""
+    async with asyncio.timeout(TIMEOUT_S):
+        while True:
+            await nc.publish(subject, data)
+            await nc.flush(timeout=int(TIMEOUT_S))
+            try:
+                return await asyncio.wait_for(seen.get(), 0.5)
+            except TimeoutError:
+                continue
+
+
 async def declare_everything(nc: Client) -> None:
     """What the services declare at start-up (here as ``admin``)."""
     await streams.declare(
@@ -343,11 +361,14 @@ async def test_the_viewer_reads_events_and_kv_but_sends_no_control_request(
     seen: asyncio.Queue[Msg] = asyncio.Queue()
     await viewer.nc.subscribe(messages.EVENTS_ALL, cb=seen.put)
     await viewer.nc.flush(timeout=int(TIMEOUT_S))
-    await analyzer.nc.publish(
-        messages.event_subject("shop", "podinfo", "phase_changed"), messages.ENCODER.encode(event)
+    got = await published_until_seen(
+        analyzer.nc,
+        messages.event_subject("shop", "podinfo", "phase_changed"),
+        messages.ENCODER.encode(event),
+        seen,
     )
-    got = await asyncio.wait_for(seen.get(), TIMEOUT_S)
     assert got.subject == "sluice.events.shop.podinfo.phase_changed"
+    assert viewer.violations() == []
     # KV reads (sluice watch, sluice dashboard)
     entry = await (await viewer.nc.jetstream().key_value(streams.CANARIES.name)).get("shop.podinfo")
     assert entry.value == b'{"namespace":"shop","name":"podinfo"}'
