@@ -8,6 +8,10 @@ Three modules make the bus, one direction each:
     consuming   pull from JetStream: ``consuming.consume`` with poison handling, bounded
                 retries and the dead-letter stream
 
+How every service connects is here too: ``connect_options`` turns the ``SLUICE_NATS_*``
+credential and TLS settings into nats-py's arguments, and ``connect_failure`` says in plain words
+why a connection was refused (wrong credentials, a certificate that does not verify).
+
 Nothing that arrives from the bus may stop a service or cut it off NATS: subjects are checked
 before publishing (a subject longer than the server's control line would make it close the
 connection), and every value a log line or an error text quotes is clipped (``logs.clip``).
@@ -19,17 +23,20 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import ssl
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 import nats.errors
 import nats.js.errors
 from nats.aio.msg import Msg
 
-from libs import errors, logs, messages
-from libs.lifecycle import Runtime
+from libs import errors, logs, messages, settings
+
+if TYPE_CHECKING:  # lifecycle imports this module to connect
+    from libs.lifecycle import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +78,107 @@ def context(msg: Msg) -> dict[str, str]:
         "msg_id": headers.get(messages.HEADER_MSG_ID, ""),
         "correlation_id": headers.get(messages.HEADER_CORRELATION_ID, ""),
     }
+
+
+# ----------------------------------------------------------------------------- connecting
+
+
+def read_secret(path: str, setting: str) -> str:
+    """The stripped content of a secret file; unreadable or empty names the setting and path."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            value = file.read().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise errors.InvalidInput(
+            f"{setting}: cannot read {path!r}: {reason}", path=setting, expected="a readable file"
+        ) from exc
+    if not value:
+        raise errors.InvalidInput(
+            f"{setting}: {path!r} is empty", path=setting, expected="a non-empty file"
+        )
+    return value
+
+
+def tls_context(
+    ca_file: str, cert_file: str, key_file: str, *, names: tuple[str, str, str]
+) -> ssl.SSLContext:
+    """A client TLS context trusting ``ca_file`` (else the system's CAs), presenting
+    ``cert_file`` + ``key_file`` when given (mutual TLS); ``names`` are the three settings, for
+    errors."""
+    ca_name, cert_name, _key_name = names
+    try:
+        context = ssl.create_default_context(cafile=ca_file or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise errors.InvalidInput(
+            f"{ca_name}: {ca_file!r} is not a PEM CA bundle: {exc}",
+            path=ca_name,
+            expected="PEM certificates",
+        ) from exc
+    if cert_file:
+        try:
+            context.load_cert_chain(cert_file, key_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise errors.InvalidInput(
+                f"{cert_name}: {cert_file!r} with key {key_file!r} is not a PEM certificate and "
+                f"its key: {exc}",
+                path=cert_name,
+                expected="a PEM certificate and its private key",
+            ) from exc
+    return context
+
+
+def wants_tls(url: str, *files: str) -> bool:
+    return url.startswith("tls://") or any(files)
+
+
+def connect_options(cfg: settings.ServiceSettings) -> dict[str, Any]:
+    """nats-py ``connect`` arguments for the credentials and TLS in ``cfg`` (files are read now,
+    so a restarted service picks up a rotated Secret)."""
+    env = settings.PREFIX
+    options: dict[str, Any] = {}
+    if cfg.nats_creds_file:
+        read_secret(cfg.nats_creds_file, f"{env}NATS_CREDS_FILE")  # readable, not empty
+        options["user_credentials"] = cfg.nats_creds_file
+    if cfg.nats_nkey_file:
+        options["nkeys_seed_str"] = read_secret(cfg.nats_nkey_file, f"{env}NATS_NKEY_FILE")
+    if cfg.nats_user:
+        options["user"] = cfg.nats_user
+        options["password"] = read_secret(cfg.nats_password_file, f"{env}NATS_PASSWORD_FILE")
+    if cfg.nats_token_file:
+        options["token"] = read_secret(cfg.nats_token_file, f"{env}NATS_TOKEN_FILE")
+    if wants_tls(cfg.nats_url, cfg.nats_tls_ca_file, cfg.nats_tls_cert_file):
+        options["tls"] = tls_context(
+            cfg.nats_tls_ca_file,
+            cfg.nats_tls_cert_file,
+            cfg.nats_tls_key_file,
+            names=(
+                f"{env}NATS_TLS_CA_FILE",
+                f"{env}NATS_TLS_CERT_FILE",
+                f"{env}NATS_TLS_KEY_FILE",
+            ),
+        )
+    return options
+
+
+def connect_failure(exc: BaseException) -> str:
+    """Why a connection attempt failed, in words that say what to fix (never a secret: nats-py
+    errors quote no credentials)."""
+    text = str(exc).strip() or type(exc).__name__
+    lowered = text.lower()
+    if isinstance(exc, ssl.SSLCertVerificationError) or "certificate verify failed" in lowered:
+        detail = getattr(exc, "verify_message", "") or text
+        return (
+            f"TLS handshake failed: the server's certificate does not verify ({detail}); "
+            "check the CA bundle"
+        )
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake failed: {text}"
+    if "authorization violation" in lowered or "authentication" in lowered:
+        return f"the server refused the credentials ({text})"
+    if "tls" in lowered and ("required" in lowered or "not available" in lowered):
+        return f"TLS mismatch between client and server: {text}"
+    return text
 
 
 # ----------------------------------------------------------------------------- publishing

@@ -35,7 +35,7 @@ import uvloop
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from libs import errors, health, logs, metrics, settings
+from libs import bus, errors, health, logs, metrics, settings
 
 log = logging.getLogger(__name__)
 
@@ -120,13 +120,15 @@ async def connect_nats(
         now = asyncio.get_running_loop().time()
         if now - last_warning >= 10.0:  # one line per 10s while NATS stays away
             last_warning = now
-            log.warning("NATS at %s: %s", logs.redact_url(cfg.nats_url), exc or type(exc).__name__)
+            log.warning("NATS at %s: %s", logs.redact_url(cfg.nats_url), bus.connect_failure(exc))
 
     state.nats_connected = lambda: nc.is_connected
     state.nats_closed = lambda: nc.is_closed
+    credentials_and_tls = bus.connect_options(cfg)  # an unreadable file fails start-up here
     connecting = asyncio.ensure_future(
         nc.connect(
             servers=[cfg.nats_url],
+            **credentials_and_tls,
             name=f"sluice-{name}",
             # nats-py annotates these as int but sleeps and waits on them as float seconds
             connect_timeout=cfg.nats_connect_timeout_s,  # type: ignore[arg-type]

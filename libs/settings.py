@@ -39,6 +39,18 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     nats_connect_timeout_s: float = 5.0
     nats_reconnect_wait_s: float = 1.0
     nats_request_timeout_s: float = 10.0
+    # NATS credentials: at most one of a creds file (JWT + nkey seed), an nkey seed file, a
+    # user with a password (better from a file than in the URL), or a token (docs/security.md)
+    nats_creds_file: str = ""
+    nats_nkey_file: str = ""
+    nats_user: str = ""
+    nats_password_file: str = ""
+    nats_token_file: str = ""
+    # TLS: the CA bundle that signed the server's certificate (else the system's), and a client
+    # certificate + key for mutual TLS; any of them turns TLS on, as a tls:// URL does
+    nats_tls_ca_file: str = ""
+    nats_tls_cert_file: str = ""
+    nats_tls_key_file: str = ""
     health_host: str = "127.0.0.1"
     health_port: int = 0  # 0: any free port (the chosen one is logged)
     log_level: str = "INFO"
@@ -77,6 +89,7 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
             value = getattr(self, field)
             if not 0 < value < float("inf"):
                 raise ValueError(f"{field}: expected a positive number of seconds, got {value}")
+        _check_nats_security(self)
         if self.shutdown_grace_s >= self.hard_exit_s:
             raise ValueError(
                 f"shutdown_grace_s: expected less than hard_exit_s ({self.hard_exit_s}), "
@@ -85,6 +98,50 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 S = TypeVar("S", bound=ServiceSettings)
+
+NATS_FILES = (
+    "nats_creds_file",
+    "nats_nkey_file",
+    "nats_password_file",
+    "nats_token_file",
+    "nats_tls_ca_file",
+    "nats_tls_cert_file",
+    "nats_tls_key_file",
+)
+
+
+def _check_nats_security(cfg: ServiceSettings) -> None:
+    """One way to authenticate, complete TLS pairs, and files that exist and can be read
+    (a missing one fails start-up naming the setting and the path)."""
+    ways = [
+        field
+        for field in ("nats_creds_file", "nats_nkey_file", "nats_user", "nats_token_file")
+        if getattr(cfg, field)
+    ]
+    if len(ways) > 1:
+        raise ValueError(
+            f"{ways[1]}: expected one way to authenticate to NATS, got {_env_name(ways[0])} too"
+        )
+    if cfg.nats_password_file and not cfg.nats_user:
+        raise ValueError(f"nats_password_file: expected {_env_name('nats_user')} with it")
+    if cfg.nats_user and not cfg.nats_password_file:
+        raise ValueError(
+            f"nats_user: expected {_env_name('nats_password_file')} with it (a token goes in "
+            f"{_env_name('nats_token_file')})"
+        )
+    if bool(cfg.nats_tls_cert_file) != bool(cfg.nats_tls_key_file):
+        given, missing = (
+            ("nats_tls_cert_file", "nats_tls_key_file")
+            if cfg.nats_tls_cert_file
+            else ("nats_tls_key_file", "nats_tls_cert_file")
+        )
+        raise ValueError(f"{missing}: expected a file with {_env_name(given)} (mutual TLS)")
+    for field in NATS_FILES:
+        path = getattr(cfg, field)
+        if path and not (os.path.isfile(path) and os.access(path, os.R_OK)):
+            why = "no such file" if not os.path.exists(path) else "not a readable file"
+            raise ValueError(f"{field}: expected a readable file, got {path!r} ({why})")
+
 
 _PATH = re.compile(r"`\$\.([A-Za-z0-9_]+)`")
 _EXPECTED_TYPE = re.compile(r"Expected `([^`]+)`")

@@ -21,12 +21,13 @@ LEAK_GRACE_S = 1.0
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """No secret a test gave a service may appear in any service's log, in any test."""
+    """No secret a test gave a service may appear in any service's log or in any message
+    recorded off the bus, in any test."""
     from tests.fixtures import services
 
     leaks = services.leaked_secrets()
     if leaks:
-        print("\nsecrets found in service logs:\n  " + "\n  ".join(leaks))
+        print("\nsecrets found in service logs or bus messages:\n  " + "\n  ".join(leaks))
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 

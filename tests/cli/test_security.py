@@ -1,5 +1,6 @@
-"""docs/security.md, proven: a real nats-server runs the configuration printed there (read out of
-the page, so the page and the test cannot drift), and each role may do what the page says and
+"""docs/security.md, proven: a real nats-server runs the configuration shipped in deploy/nats/ (the
+page must print those files verbatim, so the page, the files and the test cannot drift), with
+TLS too (the CLI connecting with the ``nats`` CLI's variables), and each role may do what the page says and
 nothing more: the release-bot promotes in ``shop`` and is refused anything else by the server
 (the CLI saying so in one line), the viewer reads events and KV but sends no control request,
 and the five Sluice services start and work under their own users."""
@@ -10,12 +11,9 @@ import asyncio
 import json
 import os
 import pathlib
-import queue
 import re
-import subprocess
+import ssl
 import sys
-import threading
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import msgspec
@@ -26,8 +24,9 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from libs import messages, streams
-from tests.fixtures import nats as nats_fixture
+from tests.fixtures import secured_nats
 from tests.fixtures import services as services_fixture
+from tests.fixtures.secured_nats import USERS, env_name, password
 
 pytestmark = pytest.mark.integration
 
@@ -35,17 +34,6 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "security.md"
 TIMEOUT_S = 15.0
 CLI_TIMEOUT_S = 60.0  # a whole CLI run, refused or not
-USERS = (
-    "watcher",
-    "analyzer",
-    "traffic-shifter",
-    "webhook-runner",
-    "notifier",
-    "operator",
-    "release-bot",
-    "viewer",
-    "admin",
-)
 # the service module each service user runs as
 SERVICE_USERS = {
     "watcher": "watcher",
@@ -56,73 +44,29 @@ SERVICE_USERS = {
 }
 
 
-def password(user: str) -> str:
-    return f"pw-{user}-0123456789"
+def documented_configs() -> list[str]:
+    """The ``conf`` blocks of docs/security.md."""
+    return re.findall(r"^```conf\n(.*?)^```", DOC.read_text(), flags=re.MULTILINE | re.DOTALL)
 
 
-def env_name(user: str) -> str:
-    return f"SLUICE_{user.upper().replace('-', '_')}_PASSWORD"
+def test_the_page_shows_the_shipped_files_verbatim() -> None:
+    """deploy/nats/ is the one source: the page prints each of its files unchanged (the tests
+    below run those files)."""
+    shown = documented_configs()
+    for name in ("nats-server.conf", "authorization.conf", "tls.conf"):
+        assert (secured_nats.DEPLOY_NATS / name).read_text() in shown, (
+            f"docs/security.md does not show deploy/nats/{name} as it is"
+        )
 
 
-def documented_config() -> str:
-    """The first ``conf`` block of docs/security.md."""
-    match = re.search(r"^```conf\n(.*?)^```", DOC.read_text(), flags=re.MULTILINE | re.DOTALL)
-    assert match, "docs/security.md has no ```conf block"
-    return match.group(1)
-
-
-def test_the_documented_config_names_every_role() -> None:
-    config = documented_config()
+def test_the_shipped_config_names_every_role() -> None:
+    config = (secured_nats.DEPLOY_NATS / "authorization.conf").read_text()
     for user in USERS:
         assert f"user: {user}\n" in config
         assert f"${env_name(user)}\n" in config
 
 
-class SecuredNats(nats_fixture.NatsServer):
-    """nats-server started with docs/security.md's configuration on a random local port."""
-
-    def __init__(self, tmp_path: pathlib.Path) -> None:
-        super().__init__(tmp_path / "nats-store")
-        self.config_path = tmp_path / "nats-server.conf"
-        config = documented_config().replace("/data/jetstream", str(self.store_dir))
-        self.config_path.write_text(config)
-
-    def start(self) -> None:
-        args = [
-            nats_fixture.nats_server_binary(),
-            "-c", str(self.config_path),
-            "-a", "127.0.0.1",
-            "-p", str(self.port or -1),
-        ]  # fmt: skip
-        env = {**os.environ, **{env_name(user): password(user) for user in USERS}}
-        self._proc = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
-        )
-        self._lines = queue.Queue()
-        self._pump_thread = threading.Thread(
-            target=self._pump, args=(self._proc, self._lines), daemon=True
-        )
-        self._pump_thread.start()
-        deadline = time.monotonic() + nats_fixture.READY_TIMEOUT_S
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                self.stop()
-                pytest.fail("nats-server did not become ready:\n" + "\n".join(self.log[-20:]))
-            try:
-                line = self._lines.get(timeout=remaining)
-            except queue.Empty:
-                continue
-            if not line:
-                pytest.fail("nats-server exited:\n" + "\n".join(self.log[-20:]))
-            match = nats_fixture._LISTEN.search(line)
-            if match:
-                self.port = int(match.group(1))
-            if "Server is ready" in line:
-                return
-
-    def url_for(self, user: str) -> str:
-        return f"nats://{user}:{password(user)}@127.0.0.1:{self.port}"
+SecuredNats = secured_nats.ShippedNats
 
 
 @pytest.fixture
@@ -247,10 +191,12 @@ class FakeAnalyzer:
         )
 
 
-async def sluice(url: str, *args: str) -> tuple[int, str, str]:
-    """Run the installed CLI against ``url``; its exit status, stdout and stderr."""
-    env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "SLUICE_NATS_URL")}
+async def sluice(url: str, *args: str, **variables: str) -> tuple[int, str, str]:
+    """Run the installed CLI against ``url`` (with more ``variables``); its exit status, stdout
+    and stderr."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NATS_", "SLUICE_NATS_"))}
     env["NATS_URL"] = url
+    env.update(variables)
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -495,3 +441,125 @@ async def test_a_wrong_password_is_refused_without_printing_it(secured: SecuredN
     assert "authorization violation" in err.lower()
     assert f"cannot reach NATS at nats://127.0.0.1:{secured.port} ($NATS_URL)" in err
     assert "not-the-password" not in err
+
+
+# ----------------------------------------------------------------------------- TLS
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> secured_nats.Pki:
+    return secured_nats.Pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="module")
+def other_pki(tmp_path_factory: pytest.TempPathFactory) -> secured_nats.Pki:
+    return secured_nats.Pki(tmp_path_factory.mktemp("other-pki"), name="Somebody else's CA")
+
+
+async def published_event(secured: SecuredNats, tls: ssl.SSLContext | None = None) -> None:
+    """As admin: declare the streams; as the analyzer: publish one event of shop/podinfo."""
+    admin, analyzer = Client(), Client()
+    await admin.connect(secured.url_for("admin"), tls=tls, allow_reconnect=False)
+    await analyzer.connect(secured.url_for("analyzer"), tls=tls, allow_reconnect=False)
+    try:
+        await declare_everything(admin)
+        event = messages.PhaseChanged(
+            canary=messages.CanaryRef(namespace="shop", name="podinfo"),
+            previous=messages.Phase.INITIALIZED,
+            phase=messages.Phase.PROGRESSING,
+        )
+        await analyzer.jetstream().publish(
+            messages.event_subject("shop", "podinfo", "phase_changed"),
+            messages.ENCODER.encode(event),
+        )
+    finally:
+        await admin.close()
+        await analyzer.close()
+
+
+async def test_the_cli_reads_events_over_tls_with_the_nats_cli_variables(
+    tmp_path: pathlib.Path, pki: secured_nats.Pki
+) -> None:
+    server = SecuredNats(tmp_path, tls=pki)
+    server.start()
+    try:
+        await published_event(server, pki.context())
+        code, out, err = await sluice(
+            server.url,
+            "events", "podinfo", "-n", "shop", "--since", "0", "-o", "json",
+            NATS_USER="viewer", NATS_PASSWORD=password("viewer"), NATS_CA=pki.path("ca.crt"),
+        )  # fmt: skip
+        assert (code, err) == (0, "")
+        assert [json.loads(line)["kind"] for line in out.splitlines()] == ["phase_changed"]
+
+        # the same with flags, and a wrong password: refused, said plainly, never printed
+        code, out, err = await sluice(
+            server.url,
+            "events", "podinfo", "-n", "shop", "--since", "0",
+            "--user", "viewer", "--password", "not-the-password", "--tlsca", pki.path("ca.crt"),
+        )  # fmt: skip
+        assert (code, out) == (1, "")
+        assert f"cannot reach NATS at {server.url} ($NATS_URL): " in err
+        assert "the server refused the credentials" in err
+        assert "authorization violation" in err.lower()
+        assert "not-the-password" not in err
+    finally:
+        server.stop()
+
+
+async def test_the_cli_says_plainly_when_the_servers_certificate_does_not_verify(
+    tmp_path: pathlib.Path, pki: secured_nats.Pki, other_pki: secured_nats.Pki
+) -> None:
+    server = SecuredNats(tmp_path, tls=pki)
+    server.start()
+    try:
+        code, out, err = await sluice(
+            server.url,
+            "events", "--since", "0",
+            NATS_USER="viewer", NATS_PASSWORD=password("viewer"),
+            NATS_CA=other_pki.path("ca.crt"),
+        )  # fmt: skip
+        assert (code, out) == (1, "")
+        lines = err.splitlines()
+        assert len(lines) == 1, err
+        assert "TLS handshake failed: the server's certificate does not verify" in lines[0]
+        assert lines[0].endswith("check the credentials and TLS options (docs/security.md)")
+        assert password("viewer") not in err
+
+        missing = tmp_path / "no-such-ca.crt"
+        code, out, err = await sluice(server.url, "events", "--tlsca", str(missing))
+        assert (code, out) == (1, "")
+        assert f"--tlsca: cannot read {str(missing)!r}: No such file or directory" in err
+    finally:
+        server.stop()
+
+
+async def test_the_cli_presents_its_certificate_to_a_server_that_verifies_clients(
+    tmp_path: pathlib.Path, pki: secured_nats.Pki
+) -> None:
+    server = SecuredNats(tmp_path, tls=pki, verify_clients=True)
+    server.start()
+    try:
+        await published_event(server, pki.context(client_cert=True))
+        common = {"NATS_USER": "viewer", "NATS_PASSWORD": password("viewer")}
+        code, out, err = await sluice(
+            server.url, "events", "podinfo", "-n", "shop", "--since", "0", "-o", "json",
+            NATS_CA=pki.path("ca.crt"), NATS_CERT=pki.path("client.crt"),
+            NATS_KEY=pki.path("client.key"), **common,
+        )  # fmt: skip
+        assert (code, err) == (0, "")
+        assert len(out.splitlines()) == 1
+        # without a client certificate the server ends the handshake
+        code, out, err = await sluice(
+            server.url, "events", "--since", "0", NATS_CA=pki.path("ca.crt"), **common
+        )
+        assert (code, out) == (1, "")
+        assert f"cannot reach NATS at {server.url} ($NATS_URL): " in err
+        # ... and a certificate without its key is refused before connecting
+        code, out, err = await sluice(
+            server.url, "events", NATS_CA=pki.path("ca.crt"), NATS_CERT=pki.path("client.crt")
+        )
+        assert (code, out) == (1, "")
+        assert "$NATS_CERT: expected --tlskey with it (mutual TLS)" in err
+    finally:
+        server.stop()

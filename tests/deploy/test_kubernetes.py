@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import jsonschema
@@ -604,14 +604,159 @@ def test_nats_conf_is_accepted_by_nats_server(overlay: str, tmp_path: Path) -> N
     )
     if server is None:
         pytest.skip("nats-server is not installed; run `make setup`")
-    conf = tmp_path / "nats.conf"
-    conf.write_text(_one(_render(overlay), "ConfigMap", "nats-config")["data"]["nats.conf"])
+    data = _one(_render(overlay), "ConfigMap", "nats-config")["data"]
+    for key in ("nats.conf", "authorization.conf", "tls.conf"):  # side by side in /etc/nats
+        (tmp_path / key).write_text(data[key])
+    passwords = {variable: "x" for variable in _nats_password_variables(_render(overlay))}
     done = subprocess.run(
-        [server, "-t", "-c", str(conf)],
+        [server, "-t", "-c", str(tmp_path / "nats.conf")],
         capture_output=True,
         text=True,
         timeout=30,
         check=False,
-        env={**os.environ, "POD_NAME": "nats-0"},
+        env={**os.environ, "POD_NAME": "nats-0", **passwords},
+    )
+    assert done.returncode == 0, done.stderr + done.stdout
+
+
+# ----------------------------------------------------------------------------- NATS users
+
+SHIPPED_AUTHORIZATION = ROOT / "deploy" / "nats" / "authorization.conf"
+
+
+def _nats_password_variables(objs: list[Obj]) -> dict[str, str]:
+    """The NATS pods' password variables -> the key of the Secret sluice-nats-users."""
+    [container] = _one(objs, "StatefulSet", "nats")["spec"]["template"]["spec"]["containers"]
+    found = {}
+    for env in container["env"]:
+        ref = env.get("valueFrom", {}).get("secretKeyRef")
+        if ref is not None:
+            assert ref["name"] == "sluice-nats-users", env
+            found[env["name"]] = ref["key"]
+    return found
+
+
+@pytest.mark.parametrize("overlay", ["dev", "ha"])
+def test_nats_runs_the_shipped_authorization_with_every_password_from_the_secret(
+    overlay: str,
+) -> None:
+    objs = _render(overlay)
+    data = _one(objs, "ConfigMap", "nats-config")["data"]
+    assert data["authorization.conf"] == SHIPPED_AUTHORIZATION.read_text()
+    assert 'include "authorization.conf"' in data["nats.conf"]
+    variables = _nats_password_variables(objs)
+    shipped = SHIPPED_AUTHORIZATION.read_text()
+    users = [line.split(":", 1)[1].strip() for line in shipped.splitlines()
+             if line.strip().startswith("user:")]  # fmt: skip
+    assert variables == {f"SLUICE_{u.upper().replace('-', '_')}_PASSWORD": u for u in users}
+    for variable in variables:
+        assert f"${variable}\n" in shipped
+
+
+@pytest.mark.parametrize("overlay", ["dev", "ha"])
+def test_each_service_connects_as_its_own_nats_user_seeing_only_its_password(
+    overlay: str,
+) -> None:
+    objs = _render(overlay)
+    for name, deployment in _of_kind(objs, "Deployment").items():
+        if name not in SERVICES:
+            continue
+        container = _container(deployment)
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["SLUICE_NATS_USER"] == name
+        assert f"user: {name}\n" in SHIPPED_AUTHORIZATION.read_text()
+        path = PurePosixPath(env["SLUICE_NATS_PASSWORD_FILE"])
+        [mount] = [m for m in container["volumeMounts"] if m["name"] == "nats-password"]
+        assert (mount["mountPath"], mount.get("readOnly")) == (str(path.parent), True)
+        [volume] = [
+            v for v in deployment["spec"]["template"]["spec"]["volumes"]
+            if v["name"] == "nats-password"
+        ]  # fmt: skip
+        assert volume["secret"]["secretName"] == "sluice-nats-users"
+        assert volume["secret"]["items"] == [{"key": name, "path": path.name}]
+
+
+# ----------------------------------------------------------------------------- TLS
+
+
+def _render_with_tls(tmp_path: Path, overlay: str) -> list[Obj]:
+    """``overlay`` with components/nats-tls added, as a user's own overlay would add it."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl (with its built-in kustomize) is not installed; run `make setup`")
+    mine = tmp_path / "overlay"
+    mine.mkdir()
+    (mine / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [os.path.relpath(KUSTOMIZE / "overlays" / overlay, mine)],
+                "components": [os.path.relpath(KUSTOMIZE / "components" / "nats-tls", mine)],
+            }
+        )
+    )
+    done = subprocess.run(
+        [kubectl, "kustomize", str(mine)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+
+
+@pytest.mark.parametrize("overlay", ["dev", "ha"])
+def test_the_tls_component_serves_the_shipped_tls_conf_and_services_trust_its_ca(
+    overlay: str, tmp_path: Path
+) -> None:
+    objs = _render_with_tls(tmp_path, overlay)
+    data = _one(objs, "ConfigMap", "nats-config")["data"]
+    assert data["tls.conf"] == (ROOT / "deploy" / "nats" / "tls.conf").read_text()
+    assert 'include "tls.conf"' in data["nats.conf"]
+    nats = _one(objs, "StatefulSet", "nats")["spec"]["template"]["spec"]
+    [container] = nats["containers"]
+    assert {"name": "tls", "mountPath": "/etc/nats/tls", "readOnly": True} in container[
+        "volumeMounts"
+    ]
+    assert {"name": "tls", "secret": {"secretName": "nats-tls"}} in nats["volumes"]
+    settings = _one(objs, "ConfigMap", "sluice-settings")["data"]
+    assert settings["SLUICE_NATS_URL"] == "tls://nats.sluice:4222"
+    ca = PurePosixPath(settings["SLUICE_NATS_TLS_CA_FILE"])
+    deployments = {n: d for n, d in _of_kind(objs, "Deployment").items() if n in SERVICES}
+    assert set(deployments) == set(SERVICES)
+    for deployment in deployments.values():
+        [mount] = [m for m in _container(deployment)["volumeMounts"] if m["name"] == "nats-ca"]
+        assert mount["mountPath"] == str(ca.parent)
+        [volume] = [
+            v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "nats-ca"
+        ]
+        assert volume["secret"] == {
+            "secretName": "nats-tls",
+            "items": [{"key": "ca.crt", "path": ca.name}],
+        }
+
+
+def test_the_shipped_tls_conf_is_accepted_by_nats_server(tmp_path: Path) -> None:
+    from tests.fixtures import secured_nats
+
+    server = shutil.which("nats-server") or shutil.which(
+        "nats-server", path=str(Path(sys.executable).parent)
+    )
+    if server is None:
+        pytest.skip("nats-server is not installed; run `make setup`")
+    pki = secured_nats.Pki(tmp_path / "pki")
+    conf = (ROOT / "deploy" / "nats" / "tls.conf").read_text()
+    for shipped, mine in (
+        ("tls.crt", "server.crt"),
+        ("tls.key", "server.key"),
+        ("ca.crt", "ca.crt"),
+    ):
+        conf = conf.replace(f"/etc/nats/tls/{shipped}", pki.path(mine))
+    (tmp_path / "tls.conf").write_text(conf)
+    (tmp_path / "nats.conf").write_text('port: 4222\ninclude "tls.conf"\n')
+    done = subprocess.run(
+        [server, "-t", "-c", str(tmp_path / "nats.conf")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     assert done.returncode == 0, done.stderr + done.stdout

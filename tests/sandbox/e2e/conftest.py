@@ -8,6 +8,7 @@ import nats
 import pytest
 from nats.aio.client import Client
 
+from tests.fixtures import services
 from tests.sandbox.e2e import support
 
 
@@ -16,10 +17,18 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[support.Stack]:
     """Started and stopped with blocking subprocess calls: the stack lives in other processes,
     so this module-scoped fixture needs no event loop; teardown checks nothing is left running."""
     running = support.start_stack_blocking(tmp_path_factory.mktemp("stack"))
+    # the stack's services log there, and what they say on the bus is recorded: both are
+    # searched for the tests' secrets when the session ends (tests/conftest.py)
+    services.watch_logs(running.root / "logs")
+    recorder = support.BusRecorder(running.env["NATS_URL"])
     try:
+        recorder.start()
         yield running
     finally:
-        support.stop_stack_blocking(running)
+        try:
+            recorder.stop()
+        finally:
+            support.stop_stack_blocking(running)
 
 
 @pytest.fixture

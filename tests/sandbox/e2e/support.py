@@ -18,14 +18,21 @@ import random
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import aiohttp
+import nats
+import nats.aio.client
+import nats.js.errors
+from nats.aio.msg import Msg
 
+from libs import messages
 from sandbox import control, processes, stack
+from tests.fixtures import services
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 MANIFESTS = REPO / "tests" / "data" / "manifests"
@@ -227,3 +234,103 @@ def direct_urlopen(url: str, timeout: float = 5.0) -> bytes:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     with opener.open(url, timeout=timeout) as resp:
         return bytes(resp.read())
+
+
+# What Sluice says on the bus, searched for the tests' secrets at the end of the session
+# (tests/conftest.py): every event and dead letter (replayed from their streams when the stack
+# stops), every delivery result, and every reply to a command or a control request. Command and
+# control requests themselves are not recorded: a recording subscriber on their subjects would
+# count as a responder and hide "no responders" from the tests that expect it.
+REPLAYED_STREAMS = (("SLUICE_EVENTS", "sluice.events.>"), ("SLUICE_DEAD", "sluice.dead.>"))
+RECORDER_TIMEOUT_S = 10.0
+
+
+def is_reply(data: bytes) -> bool:
+    """A Sluice reply (to a command or a control request), not other inbox traffic (JetStream
+    API answers, KV reads, pulled messages)."""
+    try:
+        messages.REPLY_DECODER.decode(data)
+    except Exception:  # whatever does not decode is not a reply
+        return False
+    return True
+
+
+class BusRecorder:
+    """Records what ``REPLAYED_STREAMS`` hold and every delivery result and reply on the stack's
+    NATS, from a thread of its own (the stack fixture has no event loop)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.count = 0
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="bus-recorder", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        if not self._ready.wait(RECORDER_TIMEOUT_S) or self._error is not None:
+            self.stop()
+            raise AssertionError(f"the bus recorder did not start: {self._error!r}")
+
+    def stop(self) -> None:
+        """Replay the streams, then stop; a failure to record fails the fixture."""
+        if self._stop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(RECORDER_TIMEOUT_S * 4)
+        assert not self._thread.is_alive(), "the bus recorder did not stop"
+        assert self._error is None, f"the bus recorder failed: {self._error!r}"
+
+    def _run(self) -> None:
+        try:
+            self._loop.run_until_complete(self._record())
+        except BaseException as exc:  # reported by start() or stop()
+            self._error = exc
+            self._ready.set()
+        finally:
+            self._loop.close()
+
+    def _keep(self, subject: str, data: bytes) -> None:
+        self.count += 1
+        services.record_message(subject, data)
+
+    async def _record(self) -> None:
+        self._stop = asyncio.Event()
+
+        async def delivery(msg: Msg) -> None:
+            self._keep(msg.subject, msg.data)
+
+        async def inbox(msg: Msg) -> None:
+            if not msg.reply and is_reply(msg.data):
+                self._keep(f"a reply on {msg.subject}", msg.data)
+
+        nc = await nats.connect(self.url, connect_timeout=RECORDER_TIMEOUT_S)
+        try:
+            await nc.subscribe("sluice.deliveries.>", cb=delivery)
+            await nc.subscribe("_INBOX.>", cb=inbox)
+            await nc.flush(timeout=int(RECORDER_TIMEOUT_S))
+            self._ready.set()
+            await self._stop.wait()
+            for stream, subjects in REPLAYED_STREAMS:
+                await self._replay(nc, stream, subjects)
+        finally:
+            await nc.close()
+
+    async def _replay(self, nc: nats.aio.client.Client, stream: str, subjects: str) -> None:
+        js = nc.jetstream(timeout=RECORDER_TIMEOUT_S)
+        try:
+            info = await js.stream_info(stream)
+        except nats.js.errors.NotFoundError:
+            return  # never declared: nothing to search
+        if not info.state.messages:
+            return
+        sub = await js.subscribe(subjects, stream=stream, ordered_consumer=True)
+        try:
+            while True:
+                msg = await sub.next_msg(timeout=RECORDER_TIMEOUT_S)
+                self._keep(msg.subject, msg.data)
+                if not msg.metadata.num_pending:
+                    return
+        finally:
+            await sub.unsubscribe()
