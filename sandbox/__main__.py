@@ -14,6 +14,11 @@ kubeconfig --service-account NS:NAME [--out PATH]
         write a kubeconfig acting as that ServiceAccount against the running stack's
         Kubernetes API (default <dir>/kubeconfig-NS-NAME) and print its path: RBAC applies
         to it (the stack's own kubeconfig is cluster-admin).
+fault NAME [--for 10s] [--verb VERB]... [--path PREFIX]...
+        a test control (sandbox.faults): kube-503 / kube-timeout (the Kubernetes API answers
+        503 / holds requests for that long, optionally only those verbs and path prefixes),
+        drop-watches (ends every open watch), metrics-gone (the gateway's Prometheus endpoint
+        answers 503 for that long), clear (everything off, on both).
 
 Ports: each has a fixed default, used when it is free on 127.0.0.1, else the OS picks a free
 one (--free-ports: always the OS). Defaults: NATS 4222, Prometheus 9090, Kubernetes API 6443,
@@ -29,13 +34,14 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import json
 import os
 import pathlib
 import sys
 
 import yaml
 
-from sandbox import control, stack
+from sandbox import control, faults, stack
 from sandbox.kube import config as kube_config
 
 
@@ -97,7 +103,55 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     identity.add_argument("--service-account", required=True, metavar="NS:NAME")
     identity.add_argument("--out", type=pathlib.Path, help="where to write it")
+    fault = commands.add_parser("fault", help="switch a fault on (a test control)")
+    fault.add_argument("name", choices=sorted({*faults.KUBE_FAULTS, *faults.GATEWAY_FAULTS}))
+    fault.add_argument("--for", dest="seconds", type=_duration, help="how long, e.g. 10s")
+    fault.add_argument("--verb", action="append", default=[], help="only these verbs")
+    fault.add_argument("--path", action="append", default=[], help="only these path prefixes")
     return parser.parse_args(argv)
+
+
+def _duration(text: str) -> float:
+    """``10s``, ``500ms``, ``2m`` or plain seconds."""
+    for suffix, scale in (("ms", 0.001), ("s", 1.0), ("m", 60.0)):
+        if text.endswith(suffix):
+            text, factor = text.removesuffix(suffix), scale
+            break
+    else:
+        factor = 1.0
+    try:
+        return float(text) * factor
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"expected a duration like 10s or 500ms: {text!r}"
+        ) from exc
+
+
+def _fault(args: argparse.Namespace) -> int:
+    state = control.State.load(stack.Layout(args.dir))
+    if state is None:
+        print(f"sandbox: no stack in {args.dir}: is the sandbox up?", file=sys.stderr)
+        return 1
+    body: dict[str, object] = {"fault": args.name}
+    if args.seconds is not None:
+        body["seconds"] = args.seconds
+    if args.verb:
+        body["verbs"] = [v.upper() for v in args.verb]
+    if args.path:
+        body["paths"] = args.path
+    kube = f"http://{stack.HOST}:{state.ports['kube']}"
+    gateway = f"http://{stack.HOST}:{state.ports['gateway_metrics']}"
+    targets = {"metrics-gone": [gateway], "clear": [kube, gateway]}.get(args.name, [kube])
+    try:
+        for url in targets:
+            print(json.dumps(faults.send(url, body)))
+    except faults.FaultError as exc:
+        print(f"sandbox: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"sandbox: cannot reach the stack: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _service_account_kubeconfig(args: argparse.Namespace) -> int:
@@ -145,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
             return control.down(args.dir)
         case "kubeconfig":
             return _service_account_kubeconfig(args)
+        case "fault":
+            return _fault(args)
         case _:
             return control.status(args.dir)
 

@@ -2,7 +2,9 @@
 
 Two listeners, like APISIX's ports: the data plane (APISIX's :9080) and the export server
 (APISIX's :9091) serving ``GET /apisix/prometheus/metrics``, plus the sandbox's own
-``GET /sandbox/routes`` (the current route table as JSON) and ``GET /sandbox/healthz``.
+``GET /sandbox/routes`` (the current route table as JSON), ``GET /sandbox/healthz`` and the
+``metrics-gone`` fault switch at ``/sandbox/faults`` (``sandbox.faults``: while it is on, the
+metrics path answers 503, as if APISIX's exporter were gone).
 
     async with Gateway(kube_url=cluster.url) as gw:
         await gw.wait_synced(lambda t: t.get("test_podinfo_rule") is not None)
@@ -16,7 +18,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from sandbox import kubewatch, serving
+from sandbox import faults, kubewatch, serving
 from sandbox.gateway import exporting, proxying, syncing, translation
 
 METRICS_PATH = "/apisix/prometheus/metrics"
@@ -49,6 +51,7 @@ class Gateway(serving.Component):
         self.data_plane = proxying.DataPlane(self.metrics, self.settings.proxy)
         self.sync = syncing.RouteSync(kube_url, self.data_plane.set_table, self.settings.watch)
         self._sites = serving.Sites()
+        self.faults = faults.Switches()
         self.url = ""
         self.metrics_url = ""  # base URL of the export listener (metrics at + METRICS_PATH)
 
@@ -78,6 +81,7 @@ class Gateway(serving.Component):
             export.router.add_get(METRICS_PATH, self._metrics_handler)
             export.router.add_get(ROUTES_PATH, self._routes_handler)
             export.router.add_get("/sandbox/healthz", self._health_handler)
+            faults.add_routes(export, self.faults, faults.GATEWAY_FAULTS)
             export_runner = web.AppRunner(
                 export, access_log=None, shutdown_timeout=self.settings.shutdown_timeout
             )
@@ -118,6 +122,8 @@ class Gateway(serving.Component):
         return found
 
     async def _metrics_handler(self, _request: web.Request) -> web.Response:
+        if self.faults.active("metrics-gone") > 0:
+            return web.Response(status=503, text="metrics unavailable (sandbox fault)\n")
         return web.Response(
             body=self.metrics.exposition(), headers={"Content-Type": exporting.CONTENT_TYPE}
         )

@@ -10,6 +10,10 @@ One catch-all route parses the path the way the real server does:
 * ``/healthz``, ``/livez``, ``/readyz``: ``ok``;
 * ``POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews``: ``kubectl auth can-i``.
 
+``/sandbox/faults`` is the fault switches' control endpoint (``sandbox.faults``), outside the
+Kubernetes URL space; while a ``kube-503`` or ``kube-timeout`` switch is on, matching requests
+get a 503 ``Status`` or are held before anything else runs.
+
 Before any of it, ``access.check`` authenticates ServiceAccount tokens and applies RBAC.
 
 Every error becomes a ``Status`` object; a bug in a handler is a 500 ``Status`` with the
@@ -18,6 +22,7 @@ exception's text, logged with its traceback, never a dropped connection.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -25,6 +30,7 @@ from typing import Any
 
 from aiohttp import web
 
+from sandbox import faults
 from sandbox.kube import access, authentication, discovery, handlers, openapi, status, watching
 from sandbox.kube.selectors import SelectorError
 from sandbox.kube.store import NotFound, StoreError
@@ -189,12 +195,32 @@ async def errors_middleware(
     return response
 
 
+@web.middleware
+async def faults_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """The ``kube-503`` and ``kube-timeout`` switches (off unless a test turns them on)."""
+    switches = request.app[faults.SWITCHES]
+    if not faults.is_control(request.path) and request.headers.get(faults.UNFAULTED_HEADER) != "1":
+        if switches.active("kube-503", request.method, request.path) > 0:
+            error = status.ServiceUnavailable(
+                "the server is currently unable to handle the request"
+            )
+            return handlers.respond(status.failure(error), 503)
+        held = switches.active("kube-timeout", request.method, request.path)
+        if held > 0:
+            log.info("holding %s %s for %.1fs (sandbox fault)", request.method, request.path, held)
+            await asyncio.sleep(held)
+    return await handler(request)
+
+
 def make_app(api: handlers.Api) -> web.Application:
     app = web.Application(
-        middlewares=[errors_middleware],
+        middlewares=[faults_middleware, errors_middleware],
         client_max_size=16 * 1024 * 1024,
     )
     app[API] = api
+    faults.add_routes(app, faults.Switches(), faults.KUBE_FAULTS)
     app.router.add_route("*", "/{tail:.*}", dispatch)
 
     async def on_shutdown(_app: web.Application) -> None:

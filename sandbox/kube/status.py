@@ -43,6 +43,11 @@ class UnsupportedMediaType(store.StoreError):
     code = 415
 
 
+class ServiceUnavailable(store.StoreError):
+    reason = "ServiceUnavailable"
+    code = 503
+
+
 def failure(error: store.StoreError) -> dict[str, Any]:
     """The ``Status`` (status Failure) for an error."""
     details: dict[str, Any] = {}

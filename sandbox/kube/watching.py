@@ -16,7 +16,8 @@ As a real API server (with its watch cache):
   resourceVersion); ``Accept: ...as=Table`` wraps each object in a one-row ``Table``
   (``kubectl get -w``);
 * a watcher that falls ``fanout.QUEUE_LIMIT`` events behind has its stream ended; clients
-  resume from the last resourceVersion they saw.
+  resume from the last resourceVersion they saw. The ``drop-watches`` test control
+  (``sandbox.faults``) ends every open stream the same way.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import Any
 
 from aiohttp import web
 
+from sandbox import faults
 from sandbox.kube import fanout, handlers, selectors, status, tables
 from sandbox.kube.store import Gone, Subscription, WatchEvent
 
@@ -60,18 +62,22 @@ def _timeout(raw: str | None) -> float | None:
         raise status.BadRequest(f'timeoutSeconds: Invalid value: "{raw}"') from exc
 
 
-async def _next(sub: Subscription, stop: asyncio.Event, timeout: float | None) -> WatchEvent | None:
-    """The next event, or None on timeout or shutdown (the queue keeps what was not taken)."""
+async def _next(
+    sub: Subscription, stops: tuple[asyncio.Event, ...], timeout: float | None
+) -> WatchEvent | None:
+    """The next event, or None on timeout, shutdown or a dropped watch (any of ``stops``; the
+    queue keeps what was not taken)."""
     if not sub.queue.empty():
         return sub.queue.get_nowait()
     getter = asyncio.ensure_future(sub.queue.get())
-    stopper = asyncio.ensure_future(stop.wait())
+    stoppers = [asyncio.ensure_future(stop.wait()) for stop in stops]
     try:
         done, _ = await asyncio.wait(
-            {getter, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            {getter, *stoppers}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
         )
     finally:
-        stopper.cancel()
+        for stopper in stoppers:
+            stopper.cancel()
         if not getter.done():
             getter.cancel()
     if getter in done:
@@ -90,6 +96,7 @@ async def serve(
     timeout = _timeout(query.get("timeoutSeconds"))
     bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
     as_table = tables.wants_table(request.headers.get("Accept", ""))
+    dropped = request.app[faults.SWITCHES].dropped  # drop-watches sets it (sandbox.faults)
     include = query.get("includeObject", "Metadata")
 
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
@@ -136,7 +143,10 @@ async def serve(
                 if left <= 0:
                     break
                 wait = left if wait is None else min(wait, left)
-            event = await _next(sub, api.stop, wait)
+            event = await _next(sub, (api.stop, dropped), wait)
+            if dropped.is_set():
+                log.info("dropping the watch of %s (sandbox fault drop-watches)", request.path)
+                break
             if event is None:
                 if bookmarks and not api.stop.is_set():
                     await response.write(encode("BOOKMARK", _bookmark(api, rtype, as_table)))

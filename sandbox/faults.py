@@ -1,0 +1,203 @@
+"""Fault switches: test controls that make the simulated outside systems misbehave on purpose.
+
+Every switch is off by default and lives in the simulator's own process; a test turns one on
+over HTTP at ``/sandbox/faults``, a path outside the Kubernetes API's URL space (kubectl and
+the official client never ask for it):
+
+* on the Kubernetes API server (``KUBE_URL``): ``kube-503`` answers every matching request with
+  a 503 ``Status`` (reason ``ServiceUnavailable``) for ``seconds``; ``kube-timeout`` holds every
+  matching request without answering for ``seconds`` (then serves it, as a stalled apiserver
+  that recovers would); ``drop-watches`` ends every open watch stream at once (clients resume
+  from their last resourceVersion). ``verbs`` (``GET``, ``PATCH``, …) and ``paths`` (path
+  prefixes, e.g. ``/apis/flagger.app/``) narrow ``kube-503`` / ``kube-timeout`` to matching
+  requests; a request with the header ``X-Sandbox-Unfaulted: 1`` is never faulted (an
+  observer that must keep seeing the cluster).
+* on the gateway's export listener (``GATEWAY_METRICS_URL``'s host): ``metrics-gone`` answers
+  ``/apisix/prometheus/metrics`` with 503 for ``seconds``, so Prometheus' scrapes fail and the
+  series go stale, as when APISIX's exporter disappears.
+
+``POST /sandbox/faults`` with a JSON body ``{"fault": "kube-503", "seconds": 10, "verbs":
+["PATCH"], "paths": ["/apis/flagger.app/"]}`` switches one on (200 with the active switches);
+``{"fault": "clear"}`` switches everything off; ``GET /sandbox/faults`` lists what is active.
+A bad body is a 400 naming the field and what was expected. ``python -m sandbox fault`` is
+the same from a shell.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import time
+import urllib.request
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from aiohttp import web
+
+PATH = "/sandbox/faults"
+UNFAULTED_HEADER = "X-Sandbox-Unfaulted"
+KUBE_FAULTS = ("kube-503", "kube-timeout", "drop-watches", "clear")
+GATEWAY_FAULTS = ("metrics-gone", "clear")
+MAX_SECONDS = 3600.0
+VERBS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"})
+
+
+class FaultError(ValueError):
+    """A fault request that does not parse; the message names the field."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    fault: str
+    seconds: float = 0.0
+    verbs: frozenset[str] = frozenset()
+    paths: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"fault": self.fault}
+        if self.seconds:
+            body["seconds"] = self.seconds
+        if self.verbs:
+            body["verbs"] = sorted(self.verbs)
+        if self.paths:
+            body["paths"] = list(self.paths)
+        return body
+
+
+def parse(body: Any, allowed: Sequence[str]) -> Request:
+    """A fault request from a decoded JSON body; ``FaultError`` names what is wrong."""
+    if not isinstance(body, dict):
+        raise FaultError(f"body: expected a JSON object, got {type(body).__name__}")
+    fault = body.get("fault")
+    if fault not in allowed:
+        raise FaultError(f"fault: expected one of {', '.join(allowed)}, got {fault!r}")
+    seconds = body.get("seconds")
+    timed = fault not in ("clear", "drop-watches")
+    if timed:
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+            raise FaultError(f"seconds: expected a number of seconds, got {seconds!r}")
+        if not 0 < seconds <= MAX_SECONDS:
+            raise FaultError(f"seconds: expected more than 0 and at most {MAX_SECONDS:g}")
+    verbs = body.get("verbs", [])
+    if not isinstance(verbs, list) or any(v not in VERBS for v in verbs):
+        raise FaultError(f"verbs: expected a list of {', '.join(sorted(VERBS))}, got {verbs!r}")
+    paths = body.get("paths", [])
+    if not isinstance(paths, list) or any(
+        not isinstance(p, str) or not p.startswith("/") for p in paths
+    ):
+        raise FaultError(f"paths: expected a list of path prefixes starting with /, got {paths!r}")
+    unknown = set(body) - {"fault", "seconds", "verbs", "paths"}
+    if unknown:
+        raise FaultError(
+            f"{sorted(unknown)[0]}: unknown field (expected fault, seconds, verbs, paths)"
+        )
+    duration = float(seconds) if timed and isinstance(seconds, int | float) else 0.0
+    return Request(str(fault), duration, frozenset(verbs), tuple(paths))
+
+
+@dataclasses.dataclass
+class _Window:
+    request: Request
+    until: float  # time.monotonic()
+
+    def left(self) -> float:
+        return self.until - time.monotonic()
+
+    def matches(self, method: str, path: str) -> bool:
+        verbs, paths = self.request.verbs, self.request.paths
+        return (not verbs or method in verbs) and (not paths or path.startswith(paths))
+
+
+class Switches:
+    """The active fault windows of one simulator process (all off at first)."""
+
+    def __init__(self) -> None:
+        self._windows: dict[str, _Window] = {}
+        self._drop = asyncio.Event()
+
+    def apply(self, request: Request) -> None:
+        if request.fault == "clear":
+            self._windows.clear()
+        elif request.fault == "drop-watches":
+            self._drop.set()
+            self._drop = asyncio.Event()  # watches opened from now on live on
+        else:
+            self._windows[request.fault] = _Window(request, time.monotonic() + request.seconds)
+
+    def active(self, fault: str, method: str = "", path: str = "") -> float:
+        """Seconds left of ``fault`` for this request (0 when it does not apply)."""
+        window = self._windows.get(fault)
+        if window is None:
+            return 0.0
+        left = window.left()
+        if left <= 0:
+            del self._windows[fault]
+            return 0.0
+        return left if not method or window.matches(method, path) else 0.0
+
+    @property
+    def dropped(self) -> asyncio.Event:
+        """Set when ``drop-watches`` fires; a watch keeps the event current when it opened."""
+        return self._drop
+
+    def to_json(self) -> dict[str, Any]:
+        active = []
+        for name in list(self._windows):
+            if self.active(name) > 0:
+                window = self._windows[name]
+                active.append(window.request.to_json() | {"left": round(window.left(), 3)})
+        return {"active": active}
+
+
+SWITCHES = web.AppKey("sandbox_faults", Switches)
+
+
+def add_routes(app: web.Application, switches: Switches, allowed: Sequence[str]) -> None:
+    """``GET`` / ``POST /sandbox/faults`` on ``app``, controlling ``switches``."""
+
+    async def show(_request: web.Request) -> web.Response:
+        return web.json_response(switches.to_json())
+
+    async def change(request: web.Request) -> web.Response:
+        try:
+            body = json.loads(await request.read() or b"null")
+        except ValueError:
+            return web.json_response({"error": "body: expected JSON"}, status=400)
+        try:
+            parsed = parse(body, allowed)
+        except FaultError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        switches.apply(parsed)
+        return web.json_response(switches.to_json())
+
+    app[SWITCHES] = switches
+    app.router.add_get(PATH, show)
+    app.router.add_post(PATH, change)
+
+
+def is_control(path: str) -> bool:
+    return path == PATH
+
+
+def send(
+    base_url: str, body: Mapping[str, Any] | list[Any], timeout: float = 5.0
+) -> dict[str, Any]:
+    """``POST`` a fault request to a simulator at ``base_url`` (no proxy); its answer as JSON.
+    ``FaultError`` with the simulator's message on a 400."""
+    data = json.dumps(body).encode()
+    request = urllib.request.Request(
+        base_url.rstrip("/") + PATH,
+        data=data,
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=timeout) as resp:
+            answer: dict[str, Any] = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        if exc.code == 400:
+            raise FaultError(json.loads(exc.read()).get("error", "bad request")) from exc
+        raise
+    return answer
