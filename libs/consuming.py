@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import logging
 import time
@@ -51,6 +52,25 @@ T = TypeVar("T")
 
 MAX_HEADER_CHARS = 500  # a header value in a dead letter (the error text is clipped to it)
 DEAD_LETTER_HEADROOM_BYTES = 4096  # room for the headers under max_payload
+
+
+@dataclasses.dataclass(frozen=True)
+class Delivery:
+    """Which stored message a handler is handling, and its how-many-th delivery this is: a
+    message re-scheduled with ``Later`` comes back as the same ``stream_seq``, one delivery on."""
+
+    stream_seq: int
+    num_delivered: int
+
+
+_DELIVERY: contextvars.ContextVar[Delivery | None] = contextvars.ContextVar(
+    "sluice_delivery", default=None
+)
+
+
+def current_delivery() -> Delivery | None:
+    """Inside a handler: the delivery it handles (None outside one)."""
+    return _DELIVERY.get()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +98,14 @@ class _Retry(Exception):
 def _header_value(text: str) -> str:
     """Header values are one line of printable text."""
     return logs.clip(" ".join(text.split()), MAX_HEADER_CHARS)
+
+
+def _delivery(msg: Msg) -> Delivery | None:
+    try:
+        meta = msg.metadata
+    except Exception:  # not a JetStream delivery (no ack subject to read it from)
+        return None
+    return Delivery(stream_seq=meta.sequence.stream, num_delivered=meta.num_delivered)
 
 
 def _int_header(msg: Msg, name: str) -> int:
@@ -206,6 +234,7 @@ class _Worker(Generic[T]):
             self.rt.metrics.rejected.labels(subject=self.name, reason="undecodable").inc()
             return
         try:
+            _DELIVERY.set(_delivery(msg))  # each message is handled in its own task
             outcome = await self.handler(value)
         except errors.PermanentError as exc:
             self.rt.metrics.failed.labels(subject=self.name, decision="permanent").inc()

@@ -144,6 +144,10 @@ ANALYZER_TICKS = Consumer(
     durable="analyzer",
     filter_subject=messages.TICKS_ALL,
     max_deliver=-1,
+    # Every canary's tick stays pending between two steps (nak with a delay keeps it
+    # unacknowledged), so a limit here would be a limit on the canaries analysed: with 1000,
+    # canary 1001 never got a step. The replicas' SLUICE_MAX_IN_FLIGHT bounds the work at once.
+    max_ack_pending=-1,
     reschedules=True,
 )
 ANALYZER_HINTS = Consumer(

@@ -4,10 +4,11 @@
 (pkg/metrics/providers/prometheus.go): GET ``<address>/api/v1/query`` with the whitespace of the
 query collapsed, a 5 s timeout by default, the bearer token or basic auth and the template's
 headers; the value is the *last* sample of the instant vector (Flagger loops over the result
-and keeps the last one, so several series are neither summed nor refused); an empty vector or
-a NaN value is "no values found"; a range vector (matrix) is refused. Sluice goes further on
-one point: a scalar result (``scalar(...)``, ``1``) is a single value and is accepted, where
-Flagger fails to decode it.
+and keeps the last one, so several series are neither summed nor refused — kept for
+compatibility, with a warning in the log naming the query); an empty vector or a NaN value is
+"no values found"; a range vector (matrix) is refused. Sluice goes further on one point: a
+scalar result (``scalar(...)``, ``1``) is a single value and is accepted, where Flagger fails
+to decode it.
 
 * The blocking client runs off the event loop (``asyncio.to_thread``) and the whole call is
   bounded by the timeout (connect and read each, and the await as a whole).
@@ -57,6 +58,7 @@ log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT_S = 5.0  # Flagger's Prometheus provider timeout
 ONLINE_QUERY = "vector(1)"  # Flagger's availability probe
 NO_VALUES = "no values found"  # Flagger's ErrNoValuesFound text
+NAN_VALUE = f"{NO_VALUES} (the query returned NaN)"
 MAX_QUERY_CHARS = 200  # how much of a query an error text quotes
 MAX_REDIRECTS = 10  # Go's http.Client follows at most 10
 MAX_BODY_CHARS = 500  # how much of a non-JSON error body an error text quotes
@@ -232,6 +234,14 @@ class Prometheus:
             if translated is None:
                 raise
             raise translated from exc
+        if isinstance(result, list) and len(result) > 1 and isinstance(result[0], dict):
+            log.warning(
+                "prometheus %s: query returned %d series; the last one is the value, as in "
+                "Flagger (aggregate them, e.g. with sum(...)): %s",
+                self.address,
+                len(result),
+                logs.clip(promql, MAX_QUERY_CHARS),
+            )
         try:
             return _value(result)
         except errors.NoValuesFound:
@@ -357,11 +367,14 @@ def _value(result: Any) -> float:
                     path="query",
                     expected="an instant vector or a scalar",
                 )
+        for item in result:
             sample = item.get("value")
             if isinstance(sample, list) and len(sample) == 2 and isinstance(sample[1], str):
                 value = _number(sample[1])  # the last one wins, as in Flagger
-        if value is None or math.isnan(value):
+        if value is None:
             raise errors.NoValuesFound(NO_VALUES)
+        if math.isnan(value):
+            raise errors.NoValuesFound(NAN_VALUE)
         return value
     if isinstance(result, list) and len(result) == 2 and isinstance(result[1], str):
         # scalar (or string) result: [<time>, "<value>"]
@@ -374,7 +387,7 @@ def _value(result: Any) -> float:
                 expected="an instant vector or a scalar",
             ) from None
         if math.isnan(value):
-            raise errors.NoValuesFound(NO_VALUES)
+            raise errors.NoValuesFound(NAN_VALUE)
         return value
     raise errors.Unavailable(
         f"not a Prometheus query result: {logs.clip(repr(result), MAX_BODY_CHARS)}"

@@ -245,8 +245,30 @@ def _canary_rules(c: canary.Canary, index: _Index) -> Iterator[tuple[str, str]]:
         )
     if spec.autoscaler_ref is not None:
         yield from _autoscaler_rules(spec.autoscaler_ref)
+    yield from _derived_name_rules(c)
     if c.provider() == "apisix":
         yield from _apisix_rules(c, a, base, index)
+
+
+# Sluice creates ``<target>-primary`` (Deployment, its ``app`` label) and ``<service>-primary``
+# / ``-canary`` (Services): each must stay a DNS label and a label value, 63 characters at most.
+MAX_LABEL_CHARS = 63
+LONGEST_SUFFIX = "-primary"
+
+
+def _derived_name_rules(c: canary.Canary) -> Iterator[tuple[str, str]]:
+    limit = MAX_LABEL_CHARS - len(LONGEST_SUFFIX)
+    for path, name in (
+        ("spec.targetRef.name", c.spec.target_ref.name),
+        ("spec.service.name", c.spec.service.name),
+    ):
+        if name and len(name) > limit:
+            yield (
+                path,
+                f"expected at most {limit} characters (the {name[:8]}…{LONGEST_SUFFIX} "
+                f"Deployment and Services Sluice creates need {MAX_LABEL_CHARS} at most), "
+                f"got {len(name)}",
+            )
 
 
 def _autoscaler_rules(ref: canary.AutoscalerRef) -> Iterator[tuple[str, str]]:

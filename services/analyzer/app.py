@@ -13,6 +13,8 @@ are acknowledged and nothing is decided.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
 
 from libs import consuming, lifecycle, messages, serving, settings, streams
@@ -29,6 +31,9 @@ class Settings(settings.ServiceSettings, frozen=True, kw_only=True):
     prometheus_timeout_s: float = 5.0  # one query (Flagger: 5 s)
     min_interval_s: float = 10.0  # a canary's analysis interval is at least this (Flagger: 10 s)
     step_command_timeout_s: float = 30.0  # one command to the traffic-shifter
+    # worker threads for the blocking Kubernetes and Prometheus clients; Python's default
+    # (cores + 4: 6 on 2 cores) made status writes queue behind slow Prometheus queries
+    blocking_threads: int = 32
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -42,9 +47,16 @@ class Settings(settings.ServiceSettings, frozen=True, kw_only=True):
                 raise ValueError(
                     f"{name}: expected a positive number of seconds, got {getattr(self, name)}"
                 )
+        if self.blocking_threads < 1:
+            raise ValueError(
+                f"blocking_threads: expected at least 1 thread, got {self.blocking_threads}"
+            )
 
 
 async def setup(rt: lifecycle.Runtime, cfg: Settings) -> None:
+    asyncio.get_running_loop().set_default_executor(
+        concurrent.futures.ThreadPoolExecutor(cfg.blocking_threads, thread_name_prefix="blocking")
+    )
     await streams.declare(
         rt.js,
         streams=(streams.EVENTS, streams.TICKS, streams.DEAD),
@@ -83,6 +95,7 @@ async def setup(rt: lifecycle.Runtime, cfg: Settings) -> None:
             writer,
             command_timeout_s=cfg.step_command_timeout_s,
             on_checked=recorder.checked,
+            on_stepped=recorder.step_overhead.observe,
         )
     else:
         log.warning(

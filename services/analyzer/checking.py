@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 
 from libs import errors, messages
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 
 TemplateSource = Callable[[str, str], Awaitable[templates.MetricTemplate | None]]
 SecretSource = Callable[[str, str], Awaitable[Mapping[str, bytes | str]]]
+
+QUERIES_PER_CLIENT = 10  # the Prometheus client's connection pool (requests' default per host)
 
 
 class Checker:
@@ -48,6 +51,12 @@ class Checker:
         self.secrets = secrets
         self.timeout_s = timeout_s
         self._clients: dict[tuple[str, str], prometheus.Prometheus] = {}
+        # queries at once per client: no more than its connection pool keeps (more would open
+        # and drop a connection each), and the rest of the worker threads stay free for the
+        # status writes instead of queueing behind a slow Prometheus
+        self._gates: weakref.WeakKeyDictionary[prometheus.Prometheus, asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary()
+        )
 
     async def close(self) -> None:
         for client in self._clients.values():
@@ -82,9 +91,11 @@ class Checker:
         except errors.SluiceError as exc:
             return metrics.check(canary, metric, exc)
         if primary is None:
-            return metrics.check(canary, metric, await _value(client, query.promql))
+            gate = self.gate(client)
+            return metrics.check(canary, metric, await _value(client, query.promql, gate))
         canary_value, primary_value = await asyncio.gather(
-            _value(client, query.promql), _value(client, primary.promql)
+            _value(client, query.promql, self.gate(client)),
+            _value(client, primary.promql, self.gate(client)),
         )
         return metrics.check_relative(canary, metric, canary_value, primary_value)
 
@@ -119,11 +130,21 @@ class Checker:
             )
         return self._clients[key]
 
+    def gate(self, client: prometheus.Prometheus) -> asyncio.Semaphore:
+        """The queries of ``client`` that may run at once (``QUERIES_PER_CLIENT``)."""
+        gate = self._gates.get(client)
+        if gate is None:
+            gate = self._gates[client] = asyncio.Semaphore(QUERIES_PER_CLIENT)
+        return gate
 
-async def _value(client: prometheus.Prometheus, promql: str) -> float | BaseException:
+
+async def _value(
+    client: prometheus.Prometheus, promql: str, gate: asyncio.Semaphore
+) -> float | BaseException:
     """The query's value, or the Sluice error that took its place."""
     try:
-        return await client.query(promql)
+        async with gate:
+            return await client.query(promql)
     except errors.SluiceError as exc:
         return exc
 

@@ -8,18 +8,23 @@ For one tick:
    (``sluice.cmd.workload``, ``sluice.cmd.traffic.set``), webhook calls through the
    webhook-runner (``sluice.cmd.webhook.run``) or metric checks (``checking``); a command that
    fails raises, and nothing of the step is committed;
-3. publish the step's events — each with a message id derived from the canary, the status
-   revision the step started from and its position, so a step taken again after a crash
-   publishes the same ids and JetStream stores them once;
-4. write the new status with compare-and-set on the Canary's ``resourceVersion`` (the commit
+3. write the new status with compare-and-set on the Canary's ``resourceVersion`` (the commit
    point of the step): a lost race is a ``Conflict`` and the step is taken again, from the
-   newer state.
+   newer state, having told no one anything;
+4. publish the step's events, only once committed — each with a message id derived from the
+   canary, the status revision the step started from and its position, so a publish retried
+   (NATS restarting) is stored once. Publishing first would leave a phantom in the event
+   stream whenever the commit is lost: a step that never happened, or, taken again, a weight
+   step told twice. A write that timed out may still land: ``committing`` keeps its events
+   until the canary is observed again, and tells them if it did.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -28,15 +33,22 @@ import msgspec
 from libs import bus, errors, lifecycle, messages
 from libs.model import analysis as analysis_model
 from libs.model import canary as canary_model
-from services.analyzer import machine
+from services.analyzer import committing, machine
 
 log = logging.getLogger(__name__)
+PUBLISH_RETRY_S = 0.5  # between attempts to publish a committed step's events
 
 Hook = analysis_model.WebhookType
 
 
 class InvalidCanary(errors.InvalidInput):
     """The Canary does not validate: nothing to analyse until it is fixed (it was told)."""
+
+
+class CommandRefused(InvalidCanary):
+    """A command of the step failed for good (the platform's objects do not fit the Canary:
+    an ApisixRoute without the rule to copy, a name Kubernetes refuses): the step is taken
+    again later, so fixing the objects resumes the analysis."""
 
 
 class Observations(Protocol):
@@ -108,6 +120,7 @@ class Driver:
         writer: StatusWriter,
         command_timeout_s: float = 30.0,
         on_checked: Callable[[messages.MetricChecked], None] | None = None,
+        on_stepped: Callable[[float], None] | None = None,
     ) -> None:
         self.rt = rt
         self.observations = observations
@@ -115,11 +128,18 @@ class Driver:
         self.writer = writer
         self.command_timeout_s = command_timeout_s
         self.on_checked = on_checked
+        # a finished step's own seconds: without awaiting Prometheus and webhooks
+        self.on_stepped = on_stepped
         # the spec generation of each invalid canary already told about (one entry a canary)
         self._reported: dict[tuple[str, str], int] = {}
+        # the generation and error of each canary whose refused command was told about
+        self._refused: dict[tuple[str, str], str] = {}
+        # status writes that timed out: their events go out if they turn out to have landed
+        self._unconfirmed = committing.Unconfirmed()
 
     async def take_step(self, ref: messages.CanaryRef, now_ms: int) -> canary_model.Canary | None:
         """One step; the canary with its new status (None when it does not exist any more)."""
+        started = time.perf_counter()
         observed = await self.observations.canary(ref.namespace, ref.name)
         if observed is None:
             return None
@@ -127,34 +147,69 @@ class Driver:
             await self._invalid(ref, observed)
             raise InvalidCanary(f"{ref.name}.{ref.namespace} is invalid")
         canary = observed.canary
+        landed = self._unconfirmed.settle(ref, observed.resource_version, canary.status)
+        if landed is not None:
+            await self._publish(ref, *landed)
         target = canary.spec.target_ref.name
+        # both reads at once: a step's own time is mostly such round trips
+        target_obs, primary_obs = await asyncio.gather(
+            self.observations.workload(ref.namespace, target),
+            self.observations.workload(ref.namespace, f"{target}-primary"),
+        )
         ctx = machine.Context(
             canary=canary,
             status=canary.status or canary_model.CanaryStatus(),
-            target=await self.observations.workload(ref.namespace, target),
-            primary=await self.observations.workload(ref.namespace, f"{target}-primary"),
+            target=target_obs,
+            primary=primary_obs,
             now_ms=now_ms,
         )
         gen = machine.step(ctx)
         answer: machine.Answer = None
+        waited = 0.0  # awaiting Prometheus and webhooks: not the analyzer's own time
         try:
             while True:
                 effect = gen.send(answer)
-                answer = await self._run(ctx, effect)
+                if isinstance(effect, machine.CheckMetrics | machine.RunHooks):
+                    before = time.perf_counter()
+                    answer = await self._run(ctx, effect)
+                    waited += time.perf_counter() - before
+                else:
+                    answer = await self._run(ctx, effect)
         except StopIteration as stop:
             outcome: machine.Outcome = stop.value
-        for index, event in enumerate(outcome.events):
-            msg_id = event_id(ref, observed.resource_version, index, messages.event_kind(event))
-            await bus.publish(
-                self.rt,
-                messages.event_subject(ref.namespace, ref.name, messages.event_kind(event)),
-                event,
-                msg_id=msg_id,
-            )
         status = _validated(outcome.status, now_ms)
         if status != ctx.status:
-            await self.writer.write(canary, observed.resource_version, status)
+            try:
+                await self.writer.write(canary, observed.resource_version, status)
+            except (errors.Timeout, errors.Unavailable):
+                # the server may still apply it: its events wait for the next observation
+                self._unconfirmed.remember(ref, observed.resource_version, status, outcome.events)
+                raise
+        if self.on_stepped is not None:
+            self.on_stepped(time.perf_counter() - started - waited)
+        # committed: only now is the step told (one that lost its compare-and-set told nothing)
+        await self._publish(ref, observed.resource_version, outcome.events)
         return msgspec.structs.replace(canary, status=status)
+
+    async def _publish(
+        self, ref: messages.CanaryRef, resource_version: str, events: tuple[messages.EventBase, ...]
+    ) -> None:
+        """Publish a committed step's events, retrying a failed publish (NATS restarting)
+        within the command timeout; the step is not taken again for it (it happened)."""
+        deadline = time.monotonic() + self.command_timeout_s
+        for index, event in enumerate(events):
+            kind = messages.event_kind(event)
+            msg_id = event_id(ref, resource_version, index, kind)
+            subject = messages.event_subject(ref.namespace, ref.name, kind)
+            while True:
+                try:
+                    await bus.publish(self.rt, subject, event, msg_id=msg_id)
+                    break
+                except errors.TemporaryError as exc:
+                    if time.monotonic() >= deadline:
+                        log.error("a committed step's %s event is lost: %s", kind, exc)
+                        break
+                    await asyncio.sleep(PUBLISH_RETRY_S)
 
     async def _invalid(self, ref: messages.CanaryRef, observed: messages.CanaryObservation) -> None:
         """Say once per version of an invalid Canary's spec what is wrong, as ``sluice
@@ -257,9 +312,34 @@ class Driver:
     async def _command(self, subject: str, command: messages.CommandBase) -> messages.Reply:
         reply = await bus.request(self.rt, subject, command)
         if isinstance(reply, messages.CommandFailed):
-            cls = errors.Unavailable if reply.temporary else errors.PermanentError
+            cls = errors.Unavailable if reply.temporary else CommandRefused
             raise cls(f"{type(command).__name__} failed: {reply.error}")
         return reply
+
+    async def refused(self, ref: messages.CanaryRef, error: str) -> None:
+        """Say once per spec version and error why a step cannot go on: a Warning event and
+        the ``Valid`` condition False with the error (it turns True after a step succeeds)."""
+        observed = await self.observations.canary(ref.namespace, ref.name)
+        if observed is None:
+            return
+        key, told = (ref.namespace, ref.name), f"{observed.generation}:{error}"
+        if self._refused.get(key) == told:
+            return
+        await self.writer.mark_invalid(ref, observed.resource_version, error)
+        event = messages.Halted(
+            canary=ref,
+            target=ref.name,
+            severity=messages.Severity.WARN,
+            reason="command refused",
+            failed_checks=0,
+            counted=False,
+            message=f"Canary {ref.name}.{ref.namespace} cannot proceed: {error}",
+        )
+        digest = hashlib.sha256(told.encode()).hexdigest()[:16]
+        msg_id = event_id(ref, f"refused-{digest}", 0, "refused")
+        subject = messages.event_subject(ref.namespace, ref.name, messages.event_kind(event))
+        await bus.publish(self.rt, subject, event, msg_id=msg_id)
+        self._refused[key] = told
 
     async def _hooks(
         self,

@@ -65,6 +65,14 @@ class CanaryLocks:
                 self._held[key] = (lock, left - 1)
 
 
+def _next(before: consuming.Delivery | None, now: consuming.Delivery | None) -> bool:
+    """``now`` is the delivery right after ``before`` of the same stored tick (not one another
+    replica took in between, nor a new tick)."""
+    if before is None or now is None:
+        return before is None and now is None  # handled outside a consumer (tests, tools)
+    return now.stream_seq == before.stream_seq and now.num_delivered == before.num_delivered + 1
+
+
 class Analyzer:
     def __init__(
         self,
@@ -79,6 +87,10 @@ class Analyzer:
         self.min_interval_s = min_interval_s
         self.recorder = recorder
         self.locks = locks or CanaryLocks()
+        # each tick this replica re-scheduled: when it is due (ms) and its delivery then. How
+        # late it starts is measured when its very next delivery comes back here (another
+        # replica may take it; then the entry is stale and replaced)
+        self._due: dict[tuple[str, str], tuple[int, consuming.Delivery | None]] = {}
 
     async def schedule(self, canary: messages.CanaryRef, interval_s: float = 0.0) -> None:
         """Put a tick for ``canary`` in the work queue (one pending tick per canary)."""
@@ -101,6 +113,17 @@ class Analyzer:
         return None
 
     async def on_tick(self, tick: messages.Tick) -> consuming.Later | None:
+        key = (tick.canary.namespace, tick.canary.name)
+        delivery = consuming.current_delivery()
+        due = self._due.pop(key, None)
+        if due is not None and self.recorder is not None and _next(due[1], delivery):
+            self.recorder.tick_lateness.observe(max(messages.now_ms() - due[0], 0) / 1000)
+        later = await self._step(tick)
+        if later is not None:
+            self._due[key] = (messages.now_ms() + int(later.delay_s * 1000), delivery)
+        return later
+
+    async def _step(self, tick: messages.Tick) -> consuming.Later | None:
         ref = tick.canary
         ctx = {"canary": f"{ref.namespace}/{ref.name}"}
         log.info("analysis step due for %s.%s", ref.name, ref.namespace, extra=ctx)
@@ -109,6 +132,10 @@ class Analyzer:
         try:
             async with self.locks.hold(ref):
                 canary = await self.driver.take_step(ref, messages.now_ms())
+        except driving.CommandRefused as exc:
+            # told once; the step is taken again later, so fixed objects resume the analysis
+            await self.driver.refused(ref, logs.clip(str(exc), MAX_REPORTED_ERROR_CHARS))
+            return consuming.Later(INVALID_RETRY_S)
         except driving.InvalidCanary:
             # told once per version of the Canary; a fixed Canary is analysed again
             return consuming.Later(INVALID_RETRY_S)

@@ -42,6 +42,9 @@ class Settings(settings.ServiceSettings, frozen=True, kw_only=True):
     loadtester_data_dir: str = ""  # where hey -D may read request bodies; empty: -D refused
     loadtester_max_tasks: int = 32  # tasks running at once on one replica; more answer 429
     loadtester_max_workers: int = 1000  # hey -c (concurrent workers) of one task at most
+    # a running load test refreshes its claim in sluice_tasks this often; one silent for three
+    # of them is taken over by another replica (its own died)
+    loadtester_claim_heartbeat_s: float = 2.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -67,6 +70,12 @@ class Settings(settings.ServiceSettings, frozen=True, kw_only=True):
                 f"loadtester_namespace_regexp: expected a regular expression, got "
                 f"{self.loadtester_namespace_regexp!r} ({exc})"
             ) from None
+        if not 0 < self.loadtester_claim_heartbeat_s <= streams.TASKS.ttl_s / 3:
+            raise ValueError(
+                "loadtester_claim_heartbeat_s: expected a positive number of seconds, at most "
+                f"{streams.TASKS.ttl_s / 3:g} (a third of the claims' TTL), "
+                f"got {self.loadtester_claim_heartbeat_s}"
+            )
         for name in ("loadtester_task_timeout_s",):
             if not 0 < getattr(self, name) < math.inf:
                 raise ValueError(
@@ -95,6 +104,7 @@ class Settings(settings.ServiceSettings, frozen=True, kw_only=True):
             max_tasks=self.loadtester_max_tasks,
             max_workers=self.loadtester_max_workers,
             claim_ttl_s=streams.TASKS.ttl_s,
+            claim_heartbeat_s=self.loadtester_claim_heartbeat_s,
         )
 
 

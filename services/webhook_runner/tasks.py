@@ -79,6 +79,9 @@ class Settings:
     max_tasks: int
     max_workers: int  # hey -c beyond this is refused
     claim_ttl_s: float  # the ``sluice_tasks`` bucket's TTL: a claim is refreshed well within it
+    # a running task refreshes its claim this often; a claim left unrefreshed for
+    # ``STALE_HEARTBEATS`` of them belongs to a replica that died, and another may take it over
+    claim_heartbeat_s: float = 2.0
 
 
 def parse_bool(text: str | None) -> bool:
@@ -86,13 +89,22 @@ def parse_bool(text: str | None) -> bool:
     return (text or "").strip() in ("1", "t", "T", "TRUE", "true", "True")
 
 
+STALE_HEARTBEATS = 3  # missed refreshes after which a claim is taken over
+
+
 class TaskRecord(msgspec.Struct, frozen=True, kw_only=True):
-    """Value of a running task's key in ``sluice_tasks``: who runs it, since when."""
+    """Value of a running task's key in ``sluice_tasks``: who runs it, since when, and when it
+    last said so (a record without ``refreshed_at_ms``, from an older replica, reads as fresh
+    and only expires with the bucket's TTL)."""
 
     canary: str
     command: str
     replica: str
     started_at_ms: int = msgspec.field(default_factory=messages.now_ms)
+    refreshed_at_ms: int = msgspec.field(default_factory=messages.now_ms)
+
+
+_RECORD = msgspec.json.Decoder(TaskRecord)
 
 
 class TaskRunner:
@@ -236,24 +248,52 @@ class TaskRunner:
         )
 
     async def _claim(self, key: str, name: str, command: str) -> bool:
-        """Take the task's key in KV; False when another replica holds it."""
+        """Take the task's key in KV; False when another live replica holds it. A claim that
+        was not refreshed for ``STALE_HEARTBEATS`` heartbeats is taken over: its replica died
+        mid-task (SIGKILL, a lost node), and waiting for the bucket's TTL would leave the canary
+        without load for up to a minute, failing its metric checks for lack of traffic."""
         record = TaskRecord(canary=name, command=logs.clip(command, 1000), replica=self.replica)
         try:
             with bus.nats_errors(f"claiming task {key}", self.rt.settings.nats_request_timeout_s):
                 await self.kv.create(key, messages.ENCODER.encode(record))
         except errors.Conflict:
-            return False
+            return await self._take_over(key, record)
         except errors.SluiceError as exc:
             # without the bucket a replica still runs the task: a load test twice is better
             # than none, and this replica's own dedupe still holds
             log.warning("could not claim task %s (%s); running it anyway", key, exc)
         return True
 
+    async def _take_over(self, key: str, record: TaskRecord) -> bool:
+        """Replace a stale claim with ours (compare-and-set on its revision)."""
+        timeout = self.rt.settings.nats_request_timeout_s
+        try:
+            with bus.nats_errors(f"reading task {key}", timeout):
+                entry = await self.kv.get(key)
+            held = _RECORD.decode(entry.value or b"")
+        except (errors.SluiceError, msgspec.DecodeError):
+            return False  # gone or unreadable: the next webhook call claims it afresh
+        silent_s = (messages.now_ms() - held.refreshed_at_ms) / 1000
+        if silent_s < STALE_HEARTBEATS * self.settings.claim_heartbeat_s:
+            return False
+        try:
+            with bus.nats_errors(f"taking over task {key}", timeout):
+                await self.kv.update(key, messages.ENCODER.encode(record), last=entry.revision)
+        except errors.SluiceError:
+            return False  # another replica took it over first
+        log.warning(
+            "task %s: taking it over from replica %s, silent for %.1fs",
+            key,
+            logs.clip(held.replica, 200),
+            silent_s,
+        )
+        return True
+
     async def _hold(self, key: str, name: str, command: str) -> None:
-        """Refresh the key well within its TTL while the task runs."""
-        record = TaskRecord(canary=name, command=logs.clip(command, 1000), replica=self.replica)
+        """Refresh the key every heartbeat while the task runs (well within the TTL)."""
         while True:
-            await asyncio.sleep(self.settings.claim_ttl_s / 3)
+            await asyncio.sleep(self.settings.claim_heartbeat_s)
+            record = TaskRecord(canary=name, command=logs.clip(command, 1000), replica=self.replica)
             try:
                 with bus.nats_errors(
                     f"holding task {key}", self.rt.settings.nats_request_timeout_s

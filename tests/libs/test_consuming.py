@@ -341,3 +341,28 @@ def test_retries_back_off_to_a_maximum(failures: int, delay_s: float) -> None:
         Runtime(), streams.NOTIFIER_EVENTS, messages.EVENT_DECODER, None, None
     )  # type: ignore[arg-type]
     assert worker._backoff(failures) == delay_s
+
+
+async def test_a_message_arriving_during_a_long_pull_is_handled_before_the_pull_ends(
+    rt: lifecycle.Runtime,
+) -> None:
+    """A pull waiting for work hands a message over when it arrives: with pulls of 60 s, ticks
+    published one at a time into an idle consumer are all handled well within the test's
+    deadline (a pull that kept its first message until it expired would fail this)."""
+    rt.settings = msgspec.structs.replace(rt.settings, fetch_timeout_s=60.0)
+    handled: asyncio.Queue[messages.Tick] = asyncio.Queue()
+
+    async def on_tick(tick: messages.Tick) -> None:
+        await handled.put(tick)
+
+    async with consuming_with(rt, streams.ANALYZER_TICKS, messages.TICK_DECODER, on_tick):
+        for name in ("a", "b", "c"):
+            await asyncio.sleep(0.2)  # the consumer is idle in a lingering pull again
+            canary = messages.CanaryRef(namespace="test", name=name)
+            await rt.js.publish(
+                messages.tick_subject("test", name),
+                messages.ENCODER.encode(messages.Tick(canary=canary)),
+            )
+            got = await asyncio.wait_for(handled.get(), DEADLINE_S)
+            assert got.canary == canary
+        rt.stopping.set()  # a pull of 60 s is abandoned at once when the service stops

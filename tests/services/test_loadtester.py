@@ -18,6 +18,7 @@ from libs import messages
 from tests.fixtures import services
 from tests.fixtures.nats import NatsServer
 from tests.fixtures.services import ServiceFactory, ServiceProcess
+from tests.sandbox.e2e.support import poll
 
 pytestmark = pytest.mark.integration
 
@@ -258,6 +259,36 @@ async def test_a_hey_task_runs_once_per_canary_and_command_across_replicas(
     assert await b.post("/", body) == (202, "")
     await b.proc.wait_log("command finished hey")
     assert target.hits == 80
+
+
+async def test_a_load_test_of_a_killed_replica_is_taken_over_not_of_a_live_one(
+    start_loadtester: Any, target: Target
+) -> None:
+    """A claim refreshed every heartbeat stays with its live replica; the claim of a replica
+    killed mid-test is taken over once silent for three heartbeats, not after the TTL."""
+    a: Loadtester = await start_loadtester(SLUICE_LOADTESTER_CLAIM_HEARTBEAT_S="0.2")
+    b: Loadtester = await start_loadtester(SLUICE_LOADTESTER_CLAIM_HEARTBEAT_S="0.2")
+    body = flagger_payload(cmd=f"hey -z 1h -c 1 -q 20 {target.url}")
+    assert await a.post("/", body) == (202, "")
+
+    async def hits() -> int:
+        return target.hits
+
+    await poll(hits, lambda n: n >= 40, timeout=30, what="a's load")  # ten heartbeats
+    assert await b.post("/", body) == (202, "")
+    await b.proc.wait_log("command skipped .* is already running on another replica")
+    assert "taking it over" not in b.proc.log_text()
+    a.proc.kill()
+    seen = target.hits
+
+    async def taken_over() -> None:
+        while "taking it over" not in b.proc.log_text():
+            assert await b.post("/", body) == (202, "")
+            await asyncio.sleep(0.2)
+
+    await asyncio.wait_for(taken_over(), 30)  # the TTL is 60 s: only the heartbeat is this quick
+    assert re.search(r"taking it over from replica \S+/\d+, silent for", b.proc.log_text())
+    await poll(hits, lambda n: n >= seen + 20, timeout=30, what="b's load")
 
 
 async def test_a_malformed_hey_line_fails_with_heys_usage(start_loadtester: Any) -> None:

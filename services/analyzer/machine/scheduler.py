@@ -169,6 +169,18 @@ def _initialize(s: StepState) -> Step:
 def _analyse(s: StepState) -> Step:
     ctx = s.ctx
 
+    # the target was observed when the analysis started: gone now, it was deleted since, and
+    # waiting for the progress deadline would keep sending traffic to a canary with no pods
+    if ctx.target is None:
+        return (
+            yield from _rollback(
+                s,
+                f"Rolling back {s.who} target Deployment {s.target}.{s.ref.namespace} not found: "
+                "deleted during the analysis",
+                reason="target deleted",
+            )
+        )
+
     # canary readiness; the deployment's own progress deadline is final
     if ctx.target is not None and ctx.target.progress_deadline_exceeded:
         return (

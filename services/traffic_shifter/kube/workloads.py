@@ -385,7 +385,15 @@ class Deployments:
             replicas = await autoscalers.scale_up_replicas(self.store, canary, current)
             scaled = await self._set_replicas(canary.namespace, target, replicas, current)
         else:
-            scaled = await self._set_replicas(canary.namespace, command.workload, command.replicas)
+            try:
+                scaled = await self._set_replicas(
+                    canary.namespace, command.workload, command.replicas
+                )
+            except errors.NotFound:
+                if command.replicas != 0:
+                    raise
+                # a missing Deployment has no pods: the rollback of a deleted target goes on
+                scaled = {"spec": {"replicas": 0}}
         return messages.WorkloadApplied(
             canary=command.canary, workload=command.workload, replicas=_replicas(scaled)
         )

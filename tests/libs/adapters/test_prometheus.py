@@ -358,6 +358,7 @@ def prom_error(error_type: str, text: str) -> dict[str, str]:
          "not a Prometheus query result"),
         (answer(200, vector("not-a-number")), errors.Unavailable, "is not a number"),
         (answer(200, vector()), errors.NoValuesFound, "no values found"),
+        (answer(200, vector("NaN")), errors.NoValuesFound, r"no values found \(the query returned NaN\)"),
         (answer(200, vector("1", "NaN")), errors.NoValuesFound, "no values found"),  # the last
         (answer(204, ""), errors.Unavailable, "not a Prometheus API answer"),
         (reset, errors.Unavailable, "cannot connect|Connection"),
@@ -378,12 +379,17 @@ async def test_no_client_exception_escapes(
 
 
 async def test_several_series_take_the_last_and_nan_only_counts_there(
-    client_factory: Callable[..., adapter.Prometheus],
+    client_factory: Callable[..., adapter.Prometheus], caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Flagger keeps whichever series comes last; Sluice does too, and says so in its log."""
     async with serve(answer(200, vector("NaN", "7", "+Inf", "3.5"))) as url:
-        assert await client_factory(url).query("x") == 3.5
+        with caplog.at_level(logging.WARNING, logger=adapter.__name__):
+            assert await client_factory(url).query("x") == 3.5
+    assert "query returned 4 series; the last one is the value" in caplog.text
     async with serve(answer(200, vector("-Inf"))) as url:
         assert await client_factory(url).query("x") == -math.inf
+    async with serve(answer(200, vector("+Inf"))) as url:
+        assert await client_factory(url).query("x") == math.inf
 
 
 # --------------------------------------------------------------------------- credentials

@@ -184,3 +184,25 @@ def test_structs_are_frozen() -> None:
     c = _minimal()
     with pytest.raises(AttributeError):
         c.kind = "x"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("path", "edit"),
+    [
+        ("spec.targetRef.name", lambda spec: spec["targetRef"].update(name="a" * 56)),
+        ("spec.service.name", lambda spec: spec["service"].update(name="s" * 56)),
+    ],
+)
+def test_names_too_long_for_the_derived_objects_are_refused(path: str, edit: Any) -> None:
+    """``<name>-primary`` must be a DNS label (63 characters): 55 is the longest name."""
+    obj = _seed()
+    edit(obj["spec"])
+    with pytest.raises(InvalidInput) as caught:
+        canary.parse_canary(obj)
+    assert caught.value.path == path
+    assert f"{path}: expected at most 55 characters" in str(caught.value)
+    assert str(caught.value).endswith("got 56")
+    fits = _seed()
+    fits["spec"]["targetRef"]["name"] = "a" * 55
+    fits["spec"]["service"]["name"] = "s" * 55
+    assert canary.parse_canary(fits).primary_service_name() == "s" * 55 + "-primary"

@@ -339,6 +339,35 @@ def test_a_deployment_past_its_own_progress_deadline_rolls_back_at_once() -> Non
     assert out.status.phase == Phase.FAILED
 
 
+@pytest.mark.parametrize("phase", [Phase.PROGRESSING, Phase.WAITING_PROMOTION])
+def test_a_target_deleted_mid_analysis_rolls_back_at_once(phase: Phase) -> None:
+    """No waiting for the progress deadline with traffic on a canary that has no pods."""
+    ctx = machine.Context(
+        canary=seed(),
+        status=status(phase, canary_weight=40, last_applied_spec=REV2),
+        target=None,
+        primary=workload("podinfo-primary"),
+        now_ms=NOW,
+    )
+    gen = machine.step(ctx)
+    effects: list[machine.Effect] = []
+    answer: machine.Answer = None
+    try:
+        while True:
+            effects.append(gen.send(answer))
+            answer = World().answer(effects[-1])
+    except StopIteration as stop:
+        out: machine.Outcome = stop.value
+    assert effects[:2] == [machine.SetWeights(100, 0), machine.Scale("podinfo", 0)]
+    assert out.status.phase == Phase.FAILED
+    assert out.status.canary_weight == 0
+    assert messages_of(out)[0] == (
+        "rolled_back",
+        "Rolling back podinfo.test target Deployment podinfo.test not found: "
+        "deleted during the analysis",
+    )
+
+
 def test_a_new_revision_mid_analysis_restarts_it() -> None:
     effects, out = drive(
         seed(),

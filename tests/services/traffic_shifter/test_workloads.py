@@ -480,3 +480,19 @@ async def test_a_canary_scale_up_with_an_hpa_takes_its_min_replicas(
     )
     await official.patch("HorizontalPodAutoscaler", "podinfo", {"spec": {"minReplicas": 1}})
     assert (await platform.workloads.scale(scale_up(3))).replicas == 1
+
+
+async def test_scaling_a_missing_deployment_to_zero_is_done_and_up_is_not_found(
+    platform: capabilities.Platform, official: Official
+) -> None:
+    """A target deleted mid-analysis is rolled back: it has no pods, so scaling it to zero is
+    already done; scaling it up still says what is missing."""
+    await official.create(manifest("podinfo-canary.yaml"))
+    reply = await platform.workloads.scale(
+        messages.ScaleWorkload(canary=CANARY, workload="podinfo", replicas=0)
+    )
+    assert reply == messages.WorkloadApplied(canary=CANARY, workload="podinfo", replicas=0)
+    with pytest.raises(errors.NotFound, match=r"Deployment test/podinfo \(to scale\) not found"):
+        await platform.workloads.scale(
+            messages.ScaleWorkload(canary=CANARY, workload="podinfo", replicas=1)
+        )
