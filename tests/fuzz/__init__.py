@@ -9,6 +9,10 @@ examples (``planning`` predicts each consumer's verdict, ``jetstream`` and ``com
 and watch, ``processes`` and ``logs`` read the services), into a ``model.FuzzReport``;
 ``invariants`` checks it and ``rendering`` prints it.
 
-``test_fuzz_bus`` checks the invariants at a modest size and ``python -m tests.fuzz`` runs the
-same harness at scale.
+With canaries in flight (``FuzzConfig.rollouts``, ``--with-rollouts``) the run happens on a
+sandbox stack with all five services, and ``rollouts`` keeps real canaries rolling out while
+the bus is fuzzed and checks that each rollout ends as it must.
+
+``test_fuzz_bus`` checks the invariants at a modest size (and once with two canaries in
+flight) and ``python -m tests.fuzz`` runs the same harness at scale.
 """

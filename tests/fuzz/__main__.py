@@ -1,6 +1,7 @@
 """``python -m tests.fuzz``: the bus fuzz harness at scale (``make fuzz FUZZ_ARGS=...``).
 
     python -m tests.fuzz [--count 10000] [--subjects ticks hints ...] [--seed N] [--json out.json]
+                         [--with-rollouts [N]]
 
 Prints one row per consumed subject (sent, valid, rejected, handled, failed, dead, replies,
 missing, redeliveries, RSS before → after, log MB, longest log line), what each service did,
@@ -18,7 +19,7 @@ import tempfile
 
 import pytest
 
-from tests.fuzz import harness, model, rendering, subjects
+from tests.fuzz import harness, model, rendering, rollouts, subjects
 
 
 def _subject(value: str) -> str:
@@ -64,9 +65,22 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         default=defaults.fetch_timeout_s,
         help="SLUICE_FETCH_TIMEOUT_S of the services",
     )
+    parser.add_argument(
+        "--with-rollouts",
+        type=int,
+        nargs="?",
+        const=4,
+        default=0,
+        metavar="N",
+        help="run on a sandbox stack with N canaries in flight (default 4; half rolled back)",
+    )
     args = parser.parse_args(argv)
     if args.count < 1 or args.chunk < 1:
         parser.error("--count and --chunk must be at least 1")
+    if args.with_rollouts < 0:
+        parser.error("--with-rollouts must be at least 1 (or left out)")
+    if args.with_rollouts and args.nats_url:
+        parser.error("--with-rollouts runs on the sandbox stack's nats-server, not --nats-url")
     return args
 
 
@@ -83,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         drain_timeout_s=args.drain_timeout,
         reply_cap_s=args.reply_cap,
         fetch_timeout_s=args.fetch_timeout,
+        rollouts=args.with_rollouts,
     )
     print(f"fuzzing {len(config.rows)} subjects x {config.count} examples; work dir {workdir}")
     try:
@@ -91,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"the harness could not run: {exc}", file=sys.stderr)
         return 2
     print(rendering.render(report))
+    if report.rollouts:
+        print(rollouts.render(report.rollouts))
     if args.json:
         args.json.write_text(report.to_json())
         print(f"report written to {args.json}")

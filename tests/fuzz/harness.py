@@ -47,7 +47,18 @@ from nats.aio.client import Client
 from libs import messages
 from tests.fixtures.nats import NatsServer
 from tests.fixtures.services import ServiceFactory, ServiceProcess
-from tests.fuzz import commands, invariants, jetstream, logs, model, planning, processes, subjects
+from tests.fuzz import (
+    commands,
+    invariants,
+    jetstream,
+    logs,
+    model,
+    planning,
+    processes,
+    rollouts,
+    subjects,
+)
+from tests.sandbox.e2e import support
 
 
 async def run(config: model.FuzzConfig) -> model.FuzzReport:
@@ -56,6 +67,8 @@ async def run(config: model.FuzzConfig) -> model.FuzzReport:
     config.workdir.mkdir(parents=True, exist_ok=True)
     rows_wanted = tuple(row for row in subjects.ROWS if row in config.rows)
     modules = tuple(sorted({subjects.SERVICE_OF[row] for row in rows_wanted}))
+    if config.rollouts:  # real canaries need every service, the watcher too
+        modules = tuple(sorted({*subjects.SERVICE_OF.values(), "watcher"}))
     # every consumer of a started service is measured, chosen or not (hints publish ticks)
     reported = tuple(
         row for row in subjects.ROWS if row in rows_wanted or subjects.SERVICE_OF[row] in modules
@@ -82,6 +95,8 @@ async def run(config: model.FuzzConfig) -> model.FuzzReport:
         services={},
     )
     server: NatsServer | None = None
+    stack: support.Stack | None = None
+    flight: rollouts.Flight | None = None
     procs: dict[str, ServiceProcess] = {}
     nc: Client | None = None
     sender: commands.CommandSender | None = None
@@ -89,14 +104,19 @@ async def run(config: model.FuzzConfig) -> model.FuzzReport:
     executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fuzz-plan")
     loop = asyncio.get_running_loop()
     try:
-        if config.nats_url is None:
+        env = processes.service_env(config)
+        if config.rollouts:
+            stack = await asyncio.to_thread(rollouts.start_stack, config.workdir)
+            url = stack.env["NATS_URL"]
+            env |= rollouts.service_env(stack)
+        elif config.nats_url is None:
             server = NatsServer(config.workdir / "nats-store")
             server.start()
             url = server.url
         else:
             url = config.nats_url
         for module in modules:
-            procs[module] = factory(module, url, **processes.service_env(config))
+            procs[module] = factory(module, url, **env)
         await asyncio.gather(*(proc.ready() for proc in procs.values()))
         for module, proc in procs.items():
             assert proc.proc is not None
@@ -114,6 +134,10 @@ async def run(config: model.FuzzConfig) -> model.FuzzReport:
         nc = await nats.connect(url, name="sluice-fuzz", error_cb=harness_error)
         js = nc.jetstream(timeout=10)
         await advisories.start(nc)
+        if stack is not None:  # initialized before the baselines: their retries are not fuzz
+            flight = rollouts.Flight(stack, config.rollouts)
+            await flight.start(nc)
+            report.timings["rollouts_start_s"] = round(time.monotonic() - started, 2)
         sender = commands.CommandSender(nc, config, rows)
         await sender.start()
         baseline_metrics = {m: await processes.scrape(p) for m, p in procs.items()}
@@ -174,6 +198,11 @@ async def run(config: model.FuzzConfig) -> model.FuzzReport:
             )
             del planned, to_publish, by_row
         await sender.finish()
+        if flight is not None:
+            finishing = time.monotonic()
+            await flight.finish()
+            report.rollouts = list(flight.reports.values())
+            report.timings["rollouts_end_s"] = round(time.monotonic() - finishing, 2)
         report.timings["generate_s"] = round(generate_s, 2)
         report.timings["send_s"] = round(time.monotonic() - send_started - generate_s, 2)
 
@@ -275,6 +304,10 @@ async def run(config: model.FuzzConfig) -> model.FuzzReport:
                 report.services[module].stop_exit_code = code
         if server is not None:
             server.stop()
+        if flight is not None:
+            await flight.cancel()
+        if stack is not None:
+            await asyncio.to_thread(support.stop_stack_blocking, stack)
         executor.shutdown(wait=False, cancel_futures=True)
     sampled = sender.sampled if sender is not None else set()
     for service in report.services.values():

@@ -7,7 +7,7 @@ details saying which subject or service broke it and how.
 
 from __future__ import annotations
 
-from tests.fuzz import jetstream, model, subjects, values
+from tests.fuzz import jetstream, model, rollouts, subjects, values
 
 INVARIANTS: tuple[tuple[str, str], ...] = (
     ("processes-alive", "no service process exited"),
@@ -21,6 +21,13 @@ INVARIANTS: tuple[tuple[str, str], ...] = (
     ("log-lines-bounded", "no log line is longer than the limit"),
     ("log-volume-bounded", "log bytes stay within a budget per message"),
     ("no-secret-leak", f"{values.SECRET} appears in no log line and no reply"),
+)
+
+
+# checked when canaries were in flight (``--with-rollouts``)
+ROLLOUTS_INVARIANT = (
+    "rollouts-correct",
+    "every rollout in flight ends promoted or rolled back as it must, no step skipped or repeated",
 )
 
 
@@ -140,7 +147,12 @@ def check(report: model.FuzzReport, config: model.FuzzConfig) -> list[model.Chec
                 problems["undecodable-counted-exactly"].append(
                     f"{module} log: {s.patterns[pattern]} lines with {pattern!r}"
                 )
-    return [
+    checks = [
         model.Check(name, description, not problems[name], problems[name])
         for name, description in INVARIANTS
     ]
+    if config.rollouts:
+        name, description = ROLLOUTS_INVARIANT
+        found = rollouts.check(report.rollouts)
+        checks.append(model.Check(name, description, not found, found))
+    return checks

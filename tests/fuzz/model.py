@@ -38,6 +38,7 @@ class FuzzConfig:
     log_bytes_per_message: int = 4096
     log_bytes_base: int = 64 * 1024
     redeliveries_per_message: int = 10
+    rollouts: int = 0  # canaries in flight on a sandbox stack (tests.fuzz.rollouts)
 
 
 # ----------------------------------------------------------------------------- report
@@ -130,6 +131,7 @@ class FuzzReport:
     harness_errors: list[str] = dataclasses.field(default_factory=list)
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
     checks: list[Check] = dataclasses.field(default_factory=list)
+    rollouts: list[Any] = dataclasses.field(default_factory=list)  # rollouts.RolloutReport
 
     def check_named(self, name: str) -> Check:
         return next(check for check in self.checks if check.name == name)
