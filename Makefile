@@ -16,7 +16,7 @@ UV_VERSION := 0.13.9
 # `make lock LOCK_FLAGS='--upgrade-package nats-py'` upgrades one package.
 LOCK_FLAGS ?= --upgrade
 
-.PHONY: setup lock test test-unit lint fmt dev demo schemas crds sandbox-up sandbox-down up down fuzz bench clean
+.PHONY: setup lock test test-unit lint fmt dev demo schemas crds sandbox-up sandbox-down up down fuzz chaos bench clean
 
 setup: $(STAMP)
 	@./scripts/ensure-system-tools.sh
@@ -95,7 +95,14 @@ FUZZ_ARGS ?=
 fuzz: setup
 	$(PY) -m tests.fuzz $(FUZZ_ARGS)
 
-# Figures, not tests: e.g. BENCH_ARGS="--json benchmarks/results/loadgen.json".
+# The seed rollout under injected faults (tests/chaos), e.g. RUNS=50 or CHAOS_ARGS="--seed 7".
+RUNS ?= 5
+CHAOS_ARGS ?=
+chaos: setup
+	$(PY) -m tests.chaos --runs $(RUNS) $(CHAOS_ARGS)
+
+# Figures, not tests (benchmarks/README.md): a table, and JSON in benchmarks/results/.
+# e.g. BENCH_ARGS="--quick" (≤ 3 min) or BENCH_ARGS="--only revision_latency idle_rss".
 BENCH_ARGS ?=
 bench: setup
-	$(PY) -m benchmarks.loadgen $(BENCH_ARGS)
+	$(PY) -m benchmarks $(BENCH_ARGS)
