@@ -219,20 +219,39 @@ class Driver:
             return
         problems = observed.problems or ["invalid"]
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        await self.writer.mark_invalid(ref, observed.resource_version, "; ".join(problems))
+        await self._not_valid(
+            ref,
+            observed.resource_version,
+            "; ".join(problems),
+            reason="invalid canary",
+            message=f"Canary {ref.name}.{ref.namespace} is invalid: {problems[0]}{more}",
+            msg_id=event_id(ref, f"generation-{observed.generation}", 0, "invalid"),
+        )
+        self._reported[key] = observed.generation
+
+    async def _not_valid(
+        self,
+        ref: messages.CanaryRef,
+        resource_version: str,
+        condition: str,
+        *,
+        reason: str,
+        message: str,
+        msg_id: str,
+    ) -> None:
+        """``Valid`` False with ``condition``, and a Warning event saying ``message``."""
+        await self.writer.mark_invalid(ref, resource_version, condition)
         event = messages.Halted(
             canary=ref,
             target=ref.name,
             severity=messages.Severity.WARN,
-            reason="invalid canary",
+            reason=reason,
             failed_checks=0,
             counted=False,
-            message=f"Canary {ref.name}.{ref.namespace} is invalid: {problems[0]}{more}",
+            message=message,
         )
-        msg_id = event_id(ref, f"generation-{observed.generation}", 0, "invalid")
         subject = messages.event_subject(ref.namespace, ref.name, messages.event_kind(event))
         await bus.publish(self.rt, subject, event, msg_id=msg_id)
-        self._reported[key] = observed.generation
 
     # --- effects ---
 
@@ -325,20 +344,15 @@ class Driver:
         key, told = (ref.namespace, ref.name), f"{observed.generation}:{error}"
         if self._refused.get(key) == told:
             return
-        await self.writer.mark_invalid(ref, observed.resource_version, error)
-        event = messages.Halted(
-            canary=ref,
-            target=ref.name,
-            severity=messages.Severity.WARN,
-            reason="command refused",
-            failed_checks=0,
-            counted=False,
-            message=f"Canary {ref.name}.{ref.namespace} cannot proceed: {error}",
-        )
         digest = hashlib.sha256(told.encode()).hexdigest()[:16]
-        msg_id = event_id(ref, f"refused-{digest}", 0, "refused")
-        subject = messages.event_subject(ref.namespace, ref.name, messages.event_kind(event))
-        await bus.publish(self.rt, subject, event, msg_id=msg_id)
+        await self._not_valid(
+            ref,
+            observed.resource_version,
+            error,
+            reason="command refused",
+            message=f"Canary {ref.name}.{ref.namespace} cannot proceed: {error}",
+            msg_id=event_id(ref, f"refused-{digest}", 0, "refused"),
+        )
         self._refused[key] = told
 
     async def _hooks(
