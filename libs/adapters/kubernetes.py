@@ -23,6 +23,7 @@ a pod template are computed on the server's canonical form), never as the client
       urllib3 timeouts                 → errors.Timeout
       urllib3 / socket errors          → errors.Unavailable
       kubeconfig / in-cluster problems → errors.InvalidInput
+      impossible namespace or name     → InvalidName (InvalidInput and NotFound), no request
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -43,7 +45,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from libs import errors
+from libs import errors, logs
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +105,46 @@ class Config:
 def in_cluster() -> bool:
     """Whether this process runs in a pod (the service-account environment is there)."""
     return bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+
+
+# ----------------------------------------------------------------------------- names
+
+MAX_NAMESPACE_CHARS = 63
+MAX_NAME_CHARS = 253
+_LABEL = r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?"
+_NAMESPACE_RE = re.compile(_LABEL)
+_NAME_RE = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+_EXPECTED_NAMESPACE = (
+    f"a DNS-1123 label (lowercase letters, digits and '-') of at most {MAX_NAMESPACE_CHARS} "
+    "characters"
+)
+_EXPECTED_NAME = (
+    "a DNS-1123 subdomain (lowercase letters, digits, '-' and '.') of at most "
+    f"{MAX_NAME_CHARS} characters"
+)
+
+
+class InvalidName(errors.InvalidInput, errors.NotFound):
+    """A namespace or name no object can have: refused before any request (a request for it
+    could only fail, and a name megabytes long would become a URL as long). Also a
+    ``NotFound``, as the API server answers a read of it."""
+
+
+def check_name(what: str, namespace: str, name: str | None) -> None:
+    """Refuse a namespace that is not a DNS-1123 label or a name that is not a DNS-1123
+    subdomain (what Kubernetes requires of every kind Sluice reads or writes); ``name`` None:
+    the server generates it."""
+    for field, value, limit, pattern, expected in (
+        ("namespace", namespace, MAX_NAMESPACE_CHARS, _NAMESPACE_RE, _EXPECTED_NAMESPACE),
+        ("name", name, MAX_NAME_CHARS, _NAME_RE, _EXPECTED_NAME),
+    ):
+        if value is not None and (len(value) > limit or not pattern.fullmatch(value)):
+            raise InvalidName(
+                f"{logs.clip(what)}: metadata.{field}: expected {expected}, "
+                f"got {logs.clip(repr(value))} ({len(value)} characters)",
+                path=f"metadata.{field}",
+                expected=expected,
+            )
 
 
 # ----------------------------------------------------------------------------- errors
@@ -327,6 +369,7 @@ class Kube:
         return data
 
     async def get(self, resource: Resource, namespace: str, name: str) -> Obj:
+        check_name(f"reading {resource.kind}", namespace, name)
         method, args = self._method(resource, "get", True)
         timeout = self.cfg.request_timeout_s
         if resource.builtin:
@@ -343,6 +386,7 @@ class Kube:
     async def create(self, resource: Resource, namespace: str, body: Obj) -> Obj:
         """Create an object. Custom resources go as raw JSON; built-in kinds pass through the
         client's models (enough for the simple objects Sluice writes)."""
+        check_name(f"creating {resource.kind}", namespace, body.get("metadata", {}).get("name"))
         method, args = self._method(resource, "create", True)
         timeout = self.cfg.request_timeout_s
         call_args = (
@@ -359,6 +403,7 @@ class Kube:
     async def patch(self, resource: Resource, namespace: str, name: str, body: Obj) -> Obj:
         """A JSON merge patch (RFC 7386); put ``metadata.resourceVersion`` in ``body`` to make
         it conditional (a stale one is a ``Conflict``)."""
+        check_name(f"patching {resource.kind}", namespace, name)
         method, args = self._method(resource, "patch", True)
         timeout = self.cfg.request_timeout_s
         call_args = (
@@ -381,6 +426,7 @@ class Kube:
     async def replace(self, resource: Resource, namespace: str, name: str, body: Obj) -> Obj:
         """Replace a whole object (PUT). ``body`` should carry the ``metadata.resourceVersion``
         it was read at: the server refuses a stale one with a ``Conflict``."""
+        check_name(f"replacing {resource.kind}", namespace, name)
         method, args = self._method(resource, "replace", True)
         timeout = self.cfg.request_timeout_s
         call_args = (
@@ -400,6 +446,7 @@ class Kube:
         ``body`` makes it a compare-and-set (a stale one is a ``Conflict``)."""
         if resource.builtin:
             raise errors.Unsupported(f"patching the status of {resource.kind} is not needed")
+        check_name(f"patching the status of {resource.kind}", namespace, name)
         api = self._apis.get("CustomObjectsApi")
         if api is None:
             api = self._apis["CustomObjectsApi"] = client.CustomObjectsApi(self._api)

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 REASON = "Synced"
 ANNOTATION_LAST_EVENT = "sluice.io/last-event-id"
 MAX_MESSAGE_CHARS = 1024  # the API server refuses longer event messages
+PRUNE_AT_BUCKETS = 1024  # rate-limit buckets kept before the refilled ones are forgotten
 
 # Bus events that are not Flagger's Kubernetes Events: measurements and the watcher's hints
 # (a phase change is recorded when it carries a message, e.g. "Canary failed! Scaling down").
@@ -79,6 +80,10 @@ class TokenBucket:
             return 0.0
         return (1 - self.tokens) / self.rate
 
+    def full(self, now: float) -> bool:
+        """Refilled to its burst by ``now``: no different from a new bucket."""
+        return self.tokens < 0 or self.tokens + (now - self.updated) * self.rate >= self.burst
+
 
 class RateLimited(errors.TemporaryError):
     def __init__(self, canary: str, wait_s: float) -> None:
@@ -99,6 +104,7 @@ class Recorder:
         self.burst = burst
         self.rate_per_s = rate_per_s
         self._buckets: dict[str, TokenBucket] = {}
+        self._prune_at = PRUNE_AT_BUCKETS
 
     async def record(
         self, canary: dict[str, Any], event: messages.EventBase, event_id: str
@@ -107,8 +113,11 @@ class Recorder:
         meta = canary.get("metadata") or {}
         namespace, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
         key = f"{namespace}/{name}"
+        now = time.monotonic()
+        if len(self._buckets) >= self._prune_at:
+            self._prune(now)
         bucket = self._buckets.setdefault(key, TokenBucket(self.burst, self.rate_per_s))
-        wait_s = bucket.take(time.monotonic())
+        wait_s = bucket.take(now)
         if wait_s > 0:
             raise RateLimited(key, wait_s)
         message = event.message[:MAX_MESSAGE_CHARS]
@@ -165,3 +174,10 @@ class Recorder:
             except errors.Conflict:
                 continue
         raise errors.Conflict(f"event {namespace}/{event_name_} kept changing; will retry")
+
+    def _prune(self, now: float) -> None:
+        """Forget the buckets that have refilled (canaries quiet for ``burst / rate`` seconds,
+        or deleted): only the recently busy ones are kept, so the map does not grow with every
+        canary ever seen. Amortized: the next prune waits until the map has doubled."""
+        self._buckets = {k: b for k, b in self._buckets.items() if not b.full(now)}
+        self._prune_at = max(PRUNE_AT_BUCKETS, 2 * len(self._buckets))

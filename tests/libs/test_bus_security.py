@@ -22,7 +22,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from libs import bus, errors, messages, settings, streams
-from tests.fixtures import secured_nats
+from tests.fixtures import secured_nats, services
 from tests.fixtures.secured_nats import password
 from tests.fixtures.services import ServiceFactory, secret
 
@@ -43,6 +43,12 @@ def secured(tmp_path: pathlib.Path, pki: secured_nats.Pki) -> Iterator[secured_n
         yield server
     finally:
         server.stop()
+
+
+def shown_secrets(text: str) -> list[str]:
+    """The registered secrets (every password of the shipped configuration, the password
+    files' contents, nkey seeds) that ``text`` contains."""
+    return sorted(value for value in services.SECRETS if value in text)
 
 
 def password_file(tmp_path: pathlib.Path, user: str, value: str | None = None) -> str:
@@ -164,6 +170,7 @@ async def test_a_service_becomes_ready_with_its_password_file_and_the_ca(
     finally:
         await analyzer.close()
     assert shifter.terminate() == 0
+    assert shown_secrets(shifter.log_text()) == []
 
 
 @pytest.mark.e2e
@@ -201,6 +208,8 @@ async def test_a_wrong_password_or_an_unknown_ca_keeps_a_service_unready_saying_
         await process.wait_listening()
         await process.wait_status("/readyz", 503)
         assert process.terminate() == 0
+        # neither the refused password nor the right ones are ever logged
+        assert shown_secrets(process.log_text()) == []
 
 
 @pytest.mark.e2e
@@ -243,6 +252,7 @@ async def test_a_service_connects_with_an_nkey_seed_file(
         shifter = service("traffic_shifter", server.url, SLUICE_NATS_NKEY_FILE=str(seed_file))
         await shifter.wait_log(r" ready\b", timeout=START_TIMEOUT_S)
         assert shifter.terminate() == 0
+        assert shown_secrets(shifter.log_text()) == []
     finally:
         server.stop()
 

@@ -245,6 +245,18 @@ REPLAYED_STREAMS = (("SLUICE_EVENTS", "sluice.events.>"), ("SLUICE_DEAD", "sluic
 RECORDER_TIMEOUT_S = 10.0
 
 
+def secret_url(url: str, name: str) -> str:
+    """``url`` carrying credentials the way webhook and chat URLs do — a user and password, and a
+    ``token`` query parameter — with the password and the token registered as secrets: the
+    session fails if a service log, an event, a dead letter, a delivery result or a reply
+    shows either (``tests/conftest.py``)."""
+    scheme, _, rest = url.partition("://")
+    password = services.secret(f"{name}-password-7c1e")
+    token = services.secret(f"{name}-token-4b9d")
+    separator = "&" if "?" in rest else "?"
+    return f"{scheme}://hook-user:{password}@{rest}{separator}token={token}"
+
+
 def is_reply(data: bytes) -> bool:
     """A Sluice reply (to a command or a control request), not other inbox traffic (JetStream
     API answers, KV reads, pulled messages)."""

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from nats.aio.client import Client
 
+from tests.fixtures import services
 from tests.fixtures.services import ServiceFactory
 from tests.fixtures.sinks import Sink
 from tests.sandbox.e2e import support
@@ -238,7 +239,9 @@ async def failing_pre_rollout(stack: support.Stack, nc: Client) -> str:
     (its message is returned)."""
     ns = "prehalt"
     recorder = await record(nc, ns)
-    hooks = (hook("pre-check", "pre-rollout", HALT), hook("post-check", "post-rollout", HALT))
+    # the failing hooks' URL carries credentials: no log, event or reply may show them
+    halt = support.secret_url(HALT, "prehalt")
+    hooks = (hook("pre-check", "pre-rollout", halt), hook("post-check", "post-rollout", halt))
     await initialized(stack, ns, edit=with_hooks(*hooks), analysis_changes={"threshold": 2})
     await new_image(stack, ns)
     await wait_for(stack, ns, lambda s: s.get("phase") == "Failed", "Failed")
@@ -261,6 +264,8 @@ async def failing_pre_rollout(stack: support.Stack, nc: Client) -> str:
         ("post-check", "post-rollout", "warn")
     ]
     valid(recorder.events)
+    told = json.dumps(recorder.events)
+    assert [value for value in services.SECRETS if value in told] == []  # the hook's credentials
     return str(failed[0]["message"])
 
 
