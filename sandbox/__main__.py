@@ -1,4 +1,4 @@
-"""``python -m sandbox up | down | status``: the sandbox stack in the background.
+"""``python -m sandbox up | down | status | deploy``: the sandbox stack in the background.
 
 up      start NATS (JetStream), Prometheus (scraping the gateway every 1s), the Kubernetes
         simulator, the APISIX gateway simulator and the in-cluster name proxy as detached
@@ -8,6 +8,15 @@ up      start NATS (JetStream), Prometheus (scraping the gateway every 1s), the 
         answers (Prometheus has scraped the gateway, the proxy resolves apisix-gateway.apisix),
         then `source <dir>/env`. Already running: says so, exits 0. On failure: names the
         component and its log, stops what it started, exits 1.
+up --standalone
+        APISIX without Kubernetes instead: NATS, Prometheus, the gateway serving APISIX's
+        Admin API (key generated into <dir>/apisix-admin-key, mode 0600) and two apps,
+        stable and canary (version 6.0.0), on loopback ports; the env file names
+        APISIX_ADMIN_URL, APISIX_ADMIN_KEY_FILE, STABLE_NODE, CANARY_NODE. With
+        --with-sluice the services run with SLUICE_MODE=standalone.
+deploy APP --version V [--env KEY=VALUE]...
+        (standalone) restart app stable or canary with that version and environment on the
+        same port, as a new version deployed behind its upstream.
 down    stop everything up started (SIGTERM, 10s, SIGKILL); nothing running: exits 0.
 status  list the processes (exit 0 running, 1 partly, 3 not running).
 kubeconfig --service-account NS:NAME [--out PATH]
@@ -22,7 +31,8 @@ fault NAME [--for 10s] [--verb VERB]... [--path PREFIX]...
 
 Ports: each has a fixed default, used when it is free on 127.0.0.1, else the OS picks a free
 one (--free-ports: always the OS). Defaults: NATS 4222, Prometheus 9090, Kubernetes API 6443,
-gateway 9080 (metrics 9091), name proxy 3128, loadtester 8080; with --with-sluice the
+gateway 9080 (metrics 9091, Admin API 9180 standalone), name proxy 3128, loadtester 8080,
+standalone apps 9898 (stable) and 9899 (canary); with --with-sluice the
 services' health ports 8081-8085 (watcher, analyzer, traffic-shifter, webhook-runner, notifier).
 The env file and `status` show the ports in use.
 
@@ -95,6 +105,29 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=[],
         metavar="NAME=VALUE",
         help="a variable for Sluice's services (repeatable; implies --with-sluice)",
+    )
+    start.add_argument(
+        "--standalone",
+        action="store_true",
+        help="APISIX without Kubernetes: the gateway's Admin API and two apps (stable, canary)",
+    )
+    release = commands.add_parser(
+        "deploy", help="(standalone) restart an app with another version or environment"
+    )
+    release.add_argument("app", choices=("stable", "canary"))
+    release.add_argument("--version", required=True, help="the version it reports, e.g. 6.0.1")
+    release.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an environment variable of the app, e.g. SANDBOX_ERROR_RATE=0.5 (repeatable)",
+    )
+    release.add_argument(
+        "--timeout",
+        type=float,
+        default=control.READY_TIMEOUT,
+        help="seconds to wait for it to answer (default %(default)g)",
     )
     commands.add_parser("down", help="stop everything up started")
     commands.add_parser("status", help="show what runs")
@@ -194,7 +227,17 @@ def main(argv: list[str] | None = None) -> int:
                 pod_network=args.pod_network,
                 timeout=args.timeout,
                 sluice_env=sluice_env,
+                standalone_mode=args.standalone,
             )
+        case "deploy":
+            pairs = []
+            for item in args.env:
+                name, sep, value = item.partition("=")
+                if not sep or not name:
+                    print(f"sandbox: --env expects KEY=VALUE, got {item!r}", file=sys.stderr)
+                    return 2
+                pairs.append((name, value))
+            return control.deploy(args.dir, args.app, args.version, pairs, timeout=args.timeout)
         case "down":
             return control.down(args.dir)
         case "kubeconfig":

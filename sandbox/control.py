@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, TextIO
 
-from sandbox import processes, seeding, stack
+from sandbox import processes, seeding, stack, standalone
 from sandbox import prometheus as sandbox_prometheus
 from sandbox.stack import Component, Layout
 
@@ -182,10 +182,12 @@ def up(
     timeout: float = READY_TIMEOUT,
     out: TextIO = sys.stdout,
     sluice_env: Mapping[str, str] | None = None,
+    standalone_mode: bool = False,
 ) -> int:
     """Start the stack in the background and return once everything answers (0), or say that
     it already runs (0); 1 with a message naming the component and its log when it fails.
-    With ``sluice_env`` (even empty) Sluice's five services run too, with those variables."""
+    With ``sluice_env`` (even empty) Sluice's five services run too, with those variables.
+    ``standalone_mode``: the standalone stack (``sandbox.standalone``) instead."""
     layout = Layout(root.resolve())
     with _locked(layout):
         try:
@@ -212,10 +214,13 @@ def up(
             layout.state.unlink(missing_ok=True)  # left over from a stack that died
         layout.env.unlink(missing_ok=True)
 
-        ports = stack.choose_ports(free_ports)
+        ports = stack.choose_ports(free_ports, standalone.PORTS if standalone_mode else None)
         state = State(ports, str(pod_network))
         try:
-            _start(layout, state, pod_network, timeout, out, sluice_env)
+            if standalone_mode:
+                _start_standalone(layout, state, timeout, out, sluice_env)
+            else:
+                _start(layout, state, pod_network, timeout, out, sluice_env)
         except (StackError, seeding.SeedError, sandbox_prometheus.PrometheusError, OSError) as e:
             print(f"sandbox: {e}", file=sys.stderr)
             print("sandbox: stopping what was started", file=sys.stderr)
@@ -225,15 +230,13 @@ def up(
             _stop(layout, state, out=sys.stderr)
             raise
     env = stack.environment(layout, ports, pod_network)
+    shown = ["KUBECONFIG", "NATS_URL", "PROMETHEUS_URL", "GATEWAY_URL", "HTTP_PROXY"]
+    if standalone_mode:
+        env = standalone.environment(layout, ports)
+        shown = ["NATS_URL", "PROMETHEUS_URL", "GATEWAY_URL", "APISIX_ADMIN_URL"]
+        shown += ["APISIX_ADMIN_KEY_FILE", "STABLE_NODE", "CANARY_NODE"]
     print(f"sandbox is up; `source {layout.env}`:", file=out)
-    for key in (
-        "KUBECONFIG",
-        "NATS_URL",
-        "PROMETHEUS_URL",
-        "GATEWAY_URL",
-        "HTTP_PROXY",
-        "LOADTESTER_PORT",
-    ):
+    for key in (*shown, "LOADTESTER_PORT"):
         print(f"  {key}={env[key]}", file=out)
     return 0
 
@@ -271,6 +274,72 @@ def _start(
             _spawn(layout, state, component, base_env)
         _wait_ready(services, state, deadline, timeout, out)
     _write_atomic(layout.env, stack.render_env(stack.environment(layout, ports, pod_network)))
+
+
+def _start_standalone(
+    layout: Layout,
+    state: State,
+    timeout: float,
+    out: TextIO,
+    sluice_env: Mapping[str, str] | None = None,
+) -> None:
+    ports = state.ports
+    layout.prometheus_config.write_text(stack.prometheus_config(ports))
+    standalone.write_admin_key(layout)
+    components = standalone.plan(layout, ports)
+    base_env = _base_env()
+    deadline = time.monotonic() + timeout
+    started_at = time.time()
+    print(f"sandbox: starting standalone in {layout.root}", file=out, flush=True)
+    for component in components:
+        _spawn(layout, state, component, base_env)
+    _wait_ready(components, state, deadline, timeout, out)
+    _wait_ready(standalone.wiring(ports, started_at), state, deadline, timeout, out)
+    if sluice_env is not None:
+        services = standalone.sluice_plan(layout, ports, sluice_env)
+        for component in services:
+            _spawn(layout, state, component, base_env)
+        _wait_ready(services, state, deadline, timeout, out)
+    _write_atomic(layout.env, stack.render_env(standalone.environment(layout, ports)))
+
+
+def deploy(
+    root: pathlib.Path,
+    app: str,
+    version: str,
+    env: Sequence[tuple[str, str]] = (),
+    *,
+    timeout: float = READY_TIMEOUT,
+    out: TextIO = sys.stdout,
+) -> int:
+    """Restart app ``app`` of the running standalone stack with ``version`` and ``env`` (only
+    those variables) on the same port; 0 once it answers, 1 when it cannot."""
+    layout = Layout(root.resolve())
+    with _locked(layout):
+        try:
+            state = State.load(layout)
+        except StackError as e:
+            print(f"sandbox: {e}", file=sys.stderr)
+            return 1
+        old = next((r for r in state.running if r.name == app), None) if state else None
+        if state is None or old is None:
+            print(
+                f"sandbox: no app {app!r} in {layout.root}: is the sandbox up with --standalone?",
+                file=sys.stderr,
+            )
+            return 1
+        component = standalone.app_component(app, state.ports[f"app_{app}"], version, env)
+        processes.stop_all([old.handle])
+        state.running.remove(old)
+        state.save(layout)
+        try:
+            _spawn(layout, state, component, _base_env())
+            _wait_ready([component], state, time.monotonic() + timeout, timeout, out)
+        except StackError as e:
+            print(f"sandbox: {e}", file=sys.stderr)
+            return 1
+    print(f"{app} now runs version {version} at {component.url}", file=out)
+    return 0
 
 
 def _spawn(layout: Layout, state: State, component: Component, base_env: dict[str, str]) -> None:

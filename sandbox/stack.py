@@ -101,14 +101,16 @@ class Layout:
         return self.root / "logs" / f"{name}.log"
 
 
-def choose_ports(free_ports: bool = False) -> dict[str, int]:
-    """The rule: each port is its fixed default (``DEFAULT_PORTS``) when that is free on
-    127.0.0.1, else a free port the OS picks; ``free_ports`` skips the defaults. All ports are
-    held open together while choosing, so no two come out equal."""
+def choose_ports(
+    free_ports: bool = False, extra: Mapping[str, int] | None = None
+) -> dict[str, int]:
+    """The rule: each port is its fixed default (``DEFAULT_PORTS``, then ``extra``) when that
+    is free on 127.0.0.1, else a free port the OS picks; ``free_ports`` skips the defaults. All
+    ports are held open together while choosing, so no two come out equal."""
     held: list[socket.socket] = []
     ports: dict[str, int] = {}
     try:
-        for name, default in {**DEFAULT_PORTS, **SLUICE_HEALTH_PORTS}.items():
+        for name, default in {**DEFAULT_PORTS, **SLUICE_HEALTH_PORTS, **(extra or {})}.items():
             for candidate in (0,) if free_ports else (default, 0):
                 sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -215,6 +217,11 @@ def sluice_plan(
         "no_proxy": f"{HOST},localhost",
         **extra_env,
     }
+    return sluice_components(ports, env)
+
+
+def sluice_components(ports: Mapping[str, int], env: Mapping[str, str]) -> list[Component]:
+    """The five services as processes with ``env``, each on its health port."""
     components = []
     for name in SLUICE_SERVICES:
         port = ports[f"sluice_{name}"]

@@ -7,7 +7,10 @@ Per request, as APISIX does it:
 * traffic-split: the backend is picked by smooth weighted round-robin over the route's
   backends (``balancing.SmoothWeighted``), then a node of that backend's upstream by
   round-robin. The pickers keep their state across route-table updates as long as the route's
-  weights (resp. the upstream's nodes) are unchanged, like APISIX's per-version balancer cache;
+  weights (resp. the upstream's nodes) are unchanged, like APISIX's per-version balancer cache.
+  Routes set through the Admin API carry traffic-split's own rules: the first whose ``match``
+  holds picks among its weighted upstreams, none → the route's upstream; nodes with different
+  weights are picked by smooth weighted round-robin too (weight 0: never);
 * an upstream without nodes → ``503``; connection refused/failed → the next node of the same
   upstream is tried (APISIX retries ``#nodes - 1`` times), then ``502``; no answer within
   the route's timeout → ``504``;
@@ -120,7 +123,7 @@ class DataPlane:
         self._splitters: dict[
             str, tuple[object, balancing.SmoothWeighted[translation.Upstream]]
         ] = {}
-        self._node_pickers: dict[str, tuple[object, balancing.RoundRobin[translation.Node]]] = {}
+        self._node_pickers: dict[str, tuple[object, _NodePicker]] = {}
         self._via_pickers: dict[
             tuple[str, int], tuple[object, balancing.RoundRobin[tuple[str, int]]]
         ] = {}
@@ -158,27 +161,60 @@ class DataPlane:
 
     # -- balancing ---------------------------------------------------------------------------
 
-    def pick_upstream(self, route: translation.Route) -> translation.Upstream | None:
+    def pick_upstream(
+        self, route: translation.Route, request: matching.Request | None = None
+    ) -> translation.Upstream | None:
+        if route.split_rules:
+            return self._pick_split_rule(route, request)
         if not route.weighted_upstreams:
             return route.upstream
         backends = route.backends()
         version = tuple((b.upstream.name, b.weight) for b in backends)
-        cached = self._splitters.get(route.name)
+        cached = self._splitters.get(route.key)
         if cached is None or cached[0] != version:
             items = [(b.upstream, b.weight) for b in backends]
             if not any(w > 0 for _, w in items):
                 # traffic-split with no positive weight: the route's own upstream serves.
                 items = [(route.upstream, 1)]
             cached = (version, balancing.SmoothWeighted(items))
-            self._splitters[route.name] = cached
+            self._splitters[route.key] = cached
         return cached[1].pick()
 
-    def _nodes_picker(
-        self, upstream: translation.Upstream
-    ) -> balancing.RoundRobin[translation.Node]:
+    def _pick_split_rule(
+        self, route: translation.Route, request: matching.Request | None
+    ) -> translation.Upstream | None:
+        """traffic-split as configured through the Admin API: the first rule whose match holds
+        (no match: any request) shares requests among its upstreams; no rule: the route's."""
+        variables = matching.Variables(request) if request is not None else None
+        for index, rule in enumerate(route.split_rules):
+            if rule.match and not (
+                variables is not None
+                and any(
+                    all(matching.eval_expr(e, variables) for e in entry) for entry in rule.match
+                )
+            ):
+                continue
+            key = f"{route.key}#{index}"
+            version = tuple((w.upstream.name, w.weight) for w in rule.weighted_upstreams)
+            cached = self._splitters.get(key)
+            if cached is None or cached[0] != version:
+                items = [(w.upstream, w.weight) for w in rule.weighted_upstreams]
+                cached = (version, balancing.SmoothWeighted(items))
+                self._splitters[key] = cached
+            picked = cached[1].pick()
+            return route.upstream if picked is None else picked
+        return route.upstream
+
+    def _nodes_picker(self, upstream: translation.Upstream) -> _NodePicker:
         cached = self._node_pickers.get(upstream.name)
         if cached is None or cached[0] != upstream.nodes:
-            cached = (upstream.nodes, balancing.RoundRobin(upstream.nodes))
+            picker: _NodePicker
+            weights = {n.weight for n in upstream.nodes}
+            if len(weights) > 1 or 0 in weights:  # Admin API nodes with their own weights
+                picker = balancing.SmoothWeighted([(n, n.weight) for n in upstream.nodes])
+            else:
+                picker = balancing.RoundRobin(upstream.nodes)
+            cached = (upstream.nodes, picker)
             self._node_pickers[upstream.name] = cached
         return cached[1]
 
@@ -240,7 +276,7 @@ class DataPlane:
 
         state = _Log(node="", upstream_ms=None, response_bytes=0)
         try:
-            response = await self._proxy(request, route, request_body, state)
+            response = await self._proxy(request, route, request_body, state, req)
         finally:
             if route.prometheus:
                 self.metrics.record(
@@ -259,9 +295,14 @@ class DataPlane:
         return response
 
     async def _proxy(
-        self, request: web.BaseRequest, route: translation.Route, body: bytes, state: _Log
+        self,
+        request: web.BaseRequest,
+        route: translation.Route,
+        body: bytes,
+        state: _Log,
+        req: matching.Request | None = None,
     ) -> web.StreamResponse:
-        upstream = self.pick_upstream(route)
+        upstream = self.pick_upstream(route, req)
         if upstream is None or not upstream.nodes:
             return await self._error(request, state, 503, "Service Temporarily Unavailable")
         timeout = route.timeout or translation.Timeout(
@@ -272,7 +313,7 @@ class DataPlane:
         path_qs = request.raw_path if request.raw_path.startswith("/") else str(request.rel_url)
 
         picker = self._nodes_picker(upstream)
-        attempts = max(len(picker), 1)
+        attempts = max(len(upstream.nodes), 1)
         assert self._session is not None, "DataPlane.start() was not awaited"
         for attempt in range(attempts):
             node = picker.pick()
@@ -348,6 +389,9 @@ class DataPlane:
             body=body,
             headers={"Server": SERVER, "Content-Type": "text/html; charset=utf-8"},
         )
+
+
+_NodePicker = balancing.RoundRobin[translation.Node] | balancing.SmoothWeighted[translation.Node]
 
 
 @dataclasses.dataclass

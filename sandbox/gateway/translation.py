@@ -80,6 +80,8 @@ class Node:
     # Where connections really go when ``host`` is a Service ClusterIP (kube-proxy emulation);
     # empty when the node is dialled directly.
     via: tuple[tuple[str, int], ...] = ()
+    # The node's weight in its upstream (Admin API upstreams; endpoint nodes all weigh 100).
+    weight: int = DEFAULT_WEIGHT
 
     @property
     def address(self) -> str:
@@ -105,6 +107,17 @@ class Upstream:
 class WeightedUpstream:
     upstream: Upstream
     weight: int
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitRule:
+    """One ``traffic-split`` rule of a route set through the Admin API: when ``match`` is empty
+    or any of its entries holds (all the entry's vars), requests are shared by smooth weighted
+    round-robin among ``weighted_upstreams`` (a weight-only entry carries the route's own
+    upstream)."""
+
+    match: tuple[tuple[Expr, ...], ...]
+    weighted_upstreams: tuple[WeightedUpstream, ...]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,10 +161,19 @@ class Route:
     timeout: Timeout | None
     disabled_plugins: tuple[str, ...] = ()  # listed with enable: false (not sent to APISIX)
     mirror: mirroring.Mirror | None = None  # the proxy-mirror plugin, when enabled
+    # Routes set through the Admin API: their id, and traffic-split's rules as configured
+    # (such routes leave ``weighted_upstreams`` empty).
+    admin_id: str = ""
+    split_rules: tuple[SplitRule, ...] = ()
 
     @property
     def id(self) -> str:
-        return gen_id(self.name)
+        return self.admin_id or gen_id(self.name)
+
+    @property
+    def key(self) -> str:
+        """Unique in a table: the name of a synced route, ``admin/<id>`` for an Admin API one."""
+        return f"admin/{self.admin_id}" if self.admin_id else self.name
 
     @property
     def prometheus(self) -> bool:
@@ -167,7 +189,7 @@ class Route:
     def metric_route_label(self) -> str:
         conf = self.plugins.get("prometheus")
         if isinstance(conf, Mapping) and conf.get("prefer_name") is True:
-            return self.name
+            return self.name or self.id
         return self.id
 
     def backends(self) -> tuple[WeightedUpstream, ...]:
@@ -191,9 +213,7 @@ class Route:
                 "id": up.id,
                 "name": up.name,
                 "type": "roundrobin",
-                "nodes": [
-                    {"host": n.host, "port": n.port, "weight": DEFAULT_WEIGHT} for n in up.nodes
-                ],
+                "nodes": [{"host": n.host, "port": n.port, "weight": n.weight} for n in up.nodes],
             }
             if up.error:
                 out["error"] = up.error
@@ -227,6 +247,20 @@ class Route:
                 "rule": self.rule,
             },
         }
+        if self.admin_id:  # as set through the Admin API (plugins as configured)
+            out["source"] = "admin"
+            del out["labels"]
+            if self.split_rules:
+                out["split_rules"] = [
+                    {
+                        "match": [[e.to_vars() for e in entry] for entry in rule.match],
+                        "weighted_upstreams": [
+                            {"upstream": w.upstream.name, "weight": w.weight}
+                            for w in rule.weighted_upstreams
+                        ],
+                    }
+                    for rule in self.split_rules
+                ]
         for key, value in (
             ("hosts", self.hosts),
             ("methods", self.methods),
