@@ -133,6 +133,12 @@ TASKS = Bucket(
     ttl_s=60.0,
     description="webhook-runner: load-test tasks running now",
 )
+# Standalone mode: each canary's APISIX route as it was before Sluice changed it, so deleting
+# the canary gives it back exactly (key <namespace>.<canary>; written once, deleted on revert).
+ROUTES = Bucket(
+    name="sluice_routes",
+    description="traffic-shifter: APISIX routes as they were before their canary",
+)
 
 # 30 deliveries with doubling delays (5 s ... 5 min) ride out about two hours of Kubernetes or
 # chat-tool downtime before an event is dead-lettered (and can be replayed from SLUICE_DEAD).

@@ -4,15 +4,16 @@ Flagger splits the same work into a mesh router (``pkg/router``) and a canary co
 (``pkg/canary``); Sluice keeps that split:
 
 * ``TrafficRouter`` — the serving path's weights: reconcile the canary route, set its
-  weights, read them back. Implemented today on Kubernetes (the canary ``ApisixRoute`` the
-  APISIX ingress controller syncs); the APISIX Admin API (standalone APISIX) is the next one.
+  weights, read them back. Implemented on Kubernetes (the canary ``ApisixRoute`` the
+  APISIX ingress controller syncs) and on the APISIX Admin API (standalone APISIX: the user's
+  route split with ``traffic-split``, ``services.traffic_shifter.admin``).
 * ``WorkloadController`` — the workloads behind the route: initialize the primary (with its
   Services, configs and autoscaler), scale a workload, promote the canary's spec to the primary;
   and when a Canary is deleted: keep its finalizer (revertOnDeletion), give the target back.
 
 ``Platform`` pairs one of each; ``services.traffic_shifter.kube.platform`` builds the
-Kubernetes pair. The handlers only see these Protocols, so a second router is a new module
-plus one branch in ``app.setup``.
+Kubernetes pair, ``services.traffic_shifter.admin.platform`` the Admin API pair. The handlers
+only see these Protocols, so another router is a new module plus one branch in ``app.setup``.
 """
 
 from __future__ import annotations
