@@ -16,7 +16,7 @@ UV_VERSION := 0.13.9
 # `make lock LOCK_FLAGS='--upgrade-package nats-py'` upgrades one package.
 LOCK_FLAGS ?= --upgrade
 
-.PHONY: setup lock test test-unit lint fmt dev demo schemas crds sandbox-up sandbox-down up down fuzz chaos bench clean
+.PHONY: setup lock test test-unit lint fmt dev demo demo-standalone schemas crds sandbox-up sandbox-down up down fuzz chaos bench clean
 
 setup: $(STAMP)
 	@./scripts/ensure-system-tools.sh
@@ -66,6 +66,10 @@ dev: setup
 DEMO_ARGS ?=
 demo: setup
 	$(PY) -m scripts.demo $(DEMO_ARGS)
+
+# The same two rollouts on plain APISIX through its Admin API, no Kubernetes (docs/standalone.md).
+demo-standalone: setup
+	$(PY) -m scripts.demo_standalone $(DEMO_ARGS)
 
 sandbox-up: setup
 	$(PY) -m sandbox up --with-sluice

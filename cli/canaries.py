@@ -1,6 +1,8 @@
 """``sluice get canaries`` and ``sluice describe canary``: what a canary is doing, at a glance.
 
-Both read the Kubernetes API (``KUBECONFIG`` or ``--kubeconfig``, like kubectl): the Canary's
+Both read the Kubernetes API (``KUBECONFIG`` or ``--kubeconfig``, like kubectl) — or, with
+``--standalone`` (default when ``SLUICE_MODE=standalone``), the canaries kept on the bus in
+standalone mode (``sluice_canaries``; ``describe`` then shows no Kubernetes Events): the Canary's
 spec and status — phase, weight, failed checks, iterations, each metric's last value against
 its threshold, the gate it waits at — and, for ``describe``, the Events Sluice recorded on it.
 The rendering is pure (``table``, ``summary``, ``describe``) and tested without a server.
@@ -19,12 +21,16 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import msgspec
+import nats.js.errors
 import yaml
 
-from libs import errors
+from cli import connecting
+from libs import errors, settings, streams
 from libs.adapters import kubernetes
 from libs.model import canary as canary_model
-from libs.model import strategy
+from libs.model import standalone, strategy
+from libs.standalone import store as canary_store
 
 Obj = dict[str, Any]
 EXIT_OK = 0
@@ -56,6 +62,13 @@ def register(subparsers: Any) -> None:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-n", "--namespace", help="namespace (default: the kubeconfig's)")
+    parser.add_argument(
+        "--standalone",
+        action="store_true",
+        default=os.environ.get("SLUICE_MODE", "") == settings.STANDALONE,
+        help="read the standalone canaries on the bus (default when SLUICE_MODE=standalone)",
+    )
+    connecting.add_nats_arguments(parser)
     parser.add_argument(
         "--kubeconfig",
         default=default_kubeconfig(),
@@ -89,7 +102,37 @@ def _failed(message: str) -> int:
 
 
 def _namespace(args: argparse.Namespace) -> str:
+    if args.standalone:
+        return str(args.namespace or standalone.DEFAULT_NAMESPACE)
     return str(args.namespace or kubernetes.current_namespace(args.kubeconfig))
+
+
+async def _from_bus(args: argparse.Namespace, namespace: str | None) -> list[Obj]:
+    """The standalone canaries of ``namespace`` (None: all) as Kubernetes-style objects."""
+    nc = await connecting.connect(args)
+    try:
+        kv = await nc.jetstream().key_value(streams.CANARIES.name)
+        store = canary_store.CanaryStore(kv)
+        try:
+            keys = await kv.keys()
+        except nats.js.errors.NoKeysError:
+            return []
+        found = []
+        for key in keys:
+            ns, _, name = key.partition(".")
+            if namespace is not None and ns != namespace:
+                continue
+            observed = await store.get(ns, name)
+            if observed is not None and observed.canary is not None and observed.apisix:
+                obj = msgspec.to_builtins(observed.canary)
+                obj["kind"] = standalone.KIND
+                obj["metadata"]["resourceVersion"] = observed.resource_version
+                found.append(obj)
+        return found
+    except nats.js.errors.BucketNotFoundError:
+        return []
+    finally:
+        await nc.close()
 
 
 def _run_get(args: argparse.Namespace) -> int:
@@ -99,8 +142,11 @@ def _run_get(args: argparse.Namespace) -> int:
         return (await kube.list(kubernetes.CANARIES, namespace)).items
 
     try:
-        items = asyncio.run(_read(args.kubeconfig, work))
-    except errors.SluiceError as exc:
+        if args.standalone:
+            items = asyncio.run(_from_bus(args, namespace))
+        else:
+            items = asyncio.run(_read(args.kubeconfig, work))
+    except (connecting.CliError, errors.SluiceError) as exc:
         return _failed(str(exc))
     items.sort(key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
     if args.output in ("json", "yaml"):
@@ -125,10 +171,20 @@ def _run_describe(args: argparse.Namespace) -> int:
         return canary, events
 
     try:
-        canary, events = asyncio.run(_read(args.kubeconfig, work))
+        if args.standalone:
+            found = [
+                obj
+                for obj in asyncio.run(_from_bus(args, namespace))
+                if obj["metadata"]["name"] == args.name
+            ]
+            if not found:
+                raise errors.NotFound(args.name)
+            canary, events = found[0], []
+        else:
+            canary, events = asyncio.run(_read(args.kubeconfig, work))
     except errors.NotFound:
         return _failed(f'canary "{args.name}" not found in namespace {namespace}')
-    except errors.SluiceError as exc:
+    except (connecting.CliError, errors.SluiceError) as exc:
         return _failed(str(exc))
     print(describe(canary, events_of(canary, events)))
     return EXIT_OK

@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from cli import canaries, control, dashboard, events, validate, watching
+from cli import canaries, control, dashboard, events, standalone, validate, watching
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard.register(subparsers)
     watching.register(subparsers)
     events.register(subparsers)
+    standalone.register(subparsers)
     version_parser = subparsers.add_parser("version", help="print the Sluice version")
     version_parser.set_defaults(handler=_run_version)
     return parser

@@ -14,6 +14,10 @@ Three kinds of traffic (see docs/architecture.md for who produces and consumes e
   ``sluice.control.<namespace>.<canary>.<action>``; one analyzer replica answers with a
   ``ControlAnswer``: accepted, or refused with the reason. NATS subject permissions on this
   prefix decide who may send what (docs/security.md).
+* **Rollouts (standalone mode)** — without Kubernetes nobody sees a new version deployed,
+  so whoever deployed it says so: a ``RolloutRequest`` on ``sluice.rollout.<namespace>.<canary>``
+  (``sluice rollout start``, or the webhook-runner's ``POST /rollouts/...``), answered by one
+  watcher replica with a ``RolloutAnswer``.
 * **Ticks and observations** — one ``Tick`` per canary in the ``SLUICE_TICKS`` work queue;
   current truth (``WorkloadObservation``) in JetStream KV buckets written by the watcher.
 
@@ -32,7 +36,7 @@ from collections.abc import Iterable
 import msgspec
 
 from libs import errors, logs
-from libs.model import analysis
+from libs.model import analysis, standalone
 from libs.model import canary as canary_model
 from libs.model import templates as templates_model
 
@@ -47,6 +51,8 @@ CMD_WORKLOAD = "sluice.cmd.workload"
 CMD_WEBHOOK = "sluice.cmd.webhook.run"
 CONTROL_PREFIX = "sluice.control"
 CONTROL_ALL = f"{CONTROL_PREFIX}.>"
+ROLLOUT_PREFIX = "sluice.rollout"
+ROLLOUT_ALL = f"{ROLLOUT_PREFIX}.>"
 DELIVERIES_PREFIX = "sluice.deliveries"
 DELIVERIES_ALL = f"{DELIVERIES_PREFIX}.>"
 
@@ -54,6 +60,7 @@ DELIVERIES_ALL = f"{DELIVERIES_PREFIX}.>"
 QUEUE_TRAFFIC_SHIFTER = "traffic-shifter"
 QUEUE_WEBHOOK_RUNNER = "webhook-runner"
 QUEUE_ANALYZER = "analyzer"
+QUEUE_WATCHER = "watcher"
 
 # Header names carried by every message Sluice publishes.
 HEADER_CORRELATION_ID = "Sluice-Correlation-Id"
@@ -118,6 +125,11 @@ def control_subject(namespace: str, canary: str, action: str) -> str:
     return (
         f"{CONTROL_PREFIX}.{_canary_tokens(namespace, canary)}.{_token(action, 'action', MAX_KIND)}"
     )
+
+
+def rollout_subject(namespace: str, canary: str) -> str:
+    """Where a standalone canary's new revision is announced: ``sluice.rollout.<ns>.<canary>``."""
+    return f"{ROLLOUT_PREFIX}.{_canary_tokens(namespace, canary)}"
 
 
 def delivery_subject(namespace: str, canary: str) -> str:
@@ -424,6 +436,8 @@ class WorkloadObservation(msgspec.Struct, frozen=True, kw_only=True):
     available_replicas: int = 0
     progress_deadline_exceeded: bool = False
     tracked_configs: dict[str, str] = {}  # "configmap/name" -> checksum
+    # standalone mode: the upstream nodes (host:port) serving this side, for the builtin checks
+    nodes: list[str] = []
     observed_at_ms: int = msgspec.field(default_factory=now_ms)
 
 
@@ -443,6 +457,9 @@ class CanaryObservation(msgspec.Struct, frozen=True, kw_only=True):
     generation: int
     canary: canary_model.Canary | None = None
     problems: list[str] = []
+    # standalone mode (an ApisixCanary kept in KV): its route and upstreams; the entry's KV
+    # revision is its resource version
+    apisix: standalone.ApisixTarget | None = None
     observed_at_ms: int = msgspec.field(default_factory=now_ms)
 
 
@@ -585,6 +602,16 @@ class ControlRequest(msgspec.Struct, frozen=True, kw_only=True):
     timeout_s: float = 10.0
 
 
+class RolloutRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """Standalone mode: ``revision`` now runs behind ``canary``'s canary upstream; analyse it.
+    Sent on ``sluice.rollout.<namespace>.<canary>`` (see the module doc)."""
+
+    canary: CanaryRef
+    revision: str
+    by: str = ""  # who deployed it, as the client declares it
+    timeout_s: float = 10.0
+
+
 # ----------------------------------------------------------------------------- replies
 
 
@@ -632,7 +659,18 @@ class ControlAnswer(ReplyBase, frozen=True, kw_only=True, tag="control_answer"):
     phase: Phase = Phase.UNSET  # the canary's phase when it was answered
 
 
-Reply = WeightsApplied | WorkloadApplied | WebhookResult | ControlAnswer | CommandFailed
+class RolloutAnswer(ReplyBase, frozen=True, kw_only=True, tag="rollout_answer"):
+    """The watcher's answer to a ``RolloutRequest``: accepted (the analysis starts at the
+    canary's next step), or refused and why."""
+
+    revision: str
+    accepted: bool
+    message: str
+
+
+Reply = (
+    WeightsApplied | WorkloadApplied | WebhookResult | ControlAnswer | RolloutAnswer | CommandFailed
+)
 
 
 # ----------------------------------------------------------------------------- notifier output
@@ -658,6 +696,7 @@ TRAFFIC_DECODER = msgspec.json.Decoder(SetWeights)
 WORKLOAD_DECODER: msgspec.json.Decoder[WorkloadCommand] = msgspec.json.Decoder(WorkloadCommand)
 WEBHOOK_DECODER = msgspec.json.Decoder(RunWebhook)
 CONTROL_DECODER = msgspec.json.Decoder(ControlRequest)
+ROLLOUT_DECODER = msgspec.json.Decoder(RolloutRequest)
 REPLY_DECODER: msgspec.json.Decoder[Reply] = msgspec.json.Decoder(Reply)
 OBSERVATION_DECODER = msgspec.json.Decoder(WorkloadObservation)
 CANARY_OBSERVATION_DECODER = msgspec.json.Decoder(CanaryObservation)
@@ -677,6 +716,7 @@ SCHEMA_TYPES: dict[str, object] = {
     "command-workload": WorkloadCommand,
     "command-run-webhook": RunWebhook,
     "control-request": ControlRequest,
+    "rollout-request": RolloutRequest,
     "reply": Reply,
     "delivery-result": DeliveryResult,
 }

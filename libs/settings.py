@@ -23,6 +23,9 @@ import msgspec
 from libs import errors
 
 PREFIX = "SLUICE_"
+KUBERNETES = "kubernetes"
+STANDALONE = "standalone"
+MODES = (KUBERNETES, STANDALONE)
 
 _EXPECTED = {
     "int": "an integer",
@@ -64,6 +67,13 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_failures: int = 10  # a tick that failed this often is moved to the dead-letter stream
     max_command_timeout_s: float = 300.0  # a command's own timeout_s is clamped to this
     stream_replicas: int = 1  # copies of each stream and KV bucket in a JetStream cluster (1..5)
+    # "kubernetes" (Flagger Canaries, the default) or "standalone" (ApisixCanaries in NATS KV,
+    # APISIX through its Admin API; docs/standalone.md)
+    mode: str = "kubernetes"
+    # standalone mode: APISIX's Admin API (watcher and traffic-shifter), its key from a file
+    apisix_admin_url: str = "http://127.0.0.1:9180"
+    apisix_admin_key_file: str = ""
+    apisix_admin_timeout_s: float = 5.0  # one Admin API call (5xx and connection errors retried)
 
     def __post_init__(self) -> None:
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -78,6 +88,8 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError(f"max_in_flight: expected at least 1, got {self.max_in_flight}")
         if not 1 <= self.stream_replicas <= 5:
             raise ValueError(f"stream_replicas: expected 1..5, got {self.stream_replicas}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode: expected one of {', '.join(MODES)}, got {self.mode!r}")
         if self.max_failures < 1:
             raise ValueError(f"max_failures: expected at least 1, got {self.max_failures}")
         for field in (
@@ -95,6 +107,16 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
                 f"shutdown_grace_s: expected less than hard_exit_s ({self.hard_exit_s}), "
                 f"got {self.shutdown_grace_s}"
             )
+        if not 0 < self.apisix_admin_timeout_s < float("inf"):
+            raise ValueError(
+                "apisix_admin_timeout_s: expected a positive number of seconds, "
+                f"got {self.apisix_admin_timeout_s}"
+            )
+
+    @property
+    def standalone(self) -> bool:
+        """Standalone mode: no Kubernetes, canaries in NATS KV, APISIX's Admin API."""
+        return self.mode == STANDALONE
 
 
 S = TypeVar("S", bound=ServiceSettings)

@@ -89,6 +89,23 @@ APISIX_BUILTIN_QUERIES: dict[str, str] = {
 }
 
 
+# Standalone mode (an ApisixCanary on the user's own route): the canary's share of the route is
+# told apart by the upstream node that served it. ``route`` is the route id (the label the
+# prometheus plugin exports unless the route sets prefer_name), ``nodes`` a regex matching the
+# canary upstream's nodes (host:port).
+APISIX_STANDALONE_QUERIES: dict[str, str] = {
+    "request-success-rate": (
+        'sum(rate(apisix_http_status{route="{{ route }}",node=~"{{ nodes }}",code!~"5.."}'
+        '[{{ interval }}])) / sum(rate(apisix_http_status{route="{{ route }}",'
+        'node=~"{{ nodes }}"}[{{ interval }}])) * 100'
+    ),
+    "request-duration": (
+        'histogram_quantile(0.99, sum(rate(apisix_http_latency_bucket{type="request",'
+        'route="{{ route }}",node=~"{{ nodes }}"}[{{ interval }}])) by (le))'
+    ),
+}
+
+
 def placeholders(query: str) -> list[str]:
     """Every ``{{ ... }}`` placeholder of a query, stripped, in order of appearance."""
     return _PLACEHOLDER.findall(query)

@@ -18,7 +18,16 @@ from typing import Any, TypeVar
 import msgspec
 
 from libs.errors import InvalidInput
-from libs.model import alerts, analysis, apisixroute, canary, extensions, structural, templates
+from libs.model import (
+    alerts,
+    analysis,
+    apisixroute,
+    canary,
+    extensions,
+    standalone,
+    structural,
+    templates,
+)
 from libs.model.documents import Document
 
 FLAGGER_API_VERSION = "flagger.app/v1beta1"
@@ -30,12 +39,14 @@ MODELS: dict[str, tuple[str, type]] = {
     templates.KIND: (FLAGGER_GROUP, templates.MetricTemplate),
     alerts.KIND: (FLAGGER_GROUP, alerts.AlertProvider),
     apisixroute.KIND: ("apisix.apache.org", apisixroute.ApisixRoute),
+    standalone.KIND: (standalone.API_GROUP, standalone.ApisixCanary),
 }
 EXPECTED_API_VERSION = {
     canary.KIND: FLAGGER_API_VERSION,
     templates.KIND: FLAGGER_API_VERSION,
     alerts.KIND: FLAGGER_API_VERSION,
     apisixroute.KIND: apisixroute.API_VERSION,
+    standalone.KIND: standalone.API_VERSION,
 }
 UNSUPPORTED_ON_APISIX = "APISIX routing in Sluice does not support {} yet"
 
@@ -207,6 +218,19 @@ def _semantic(obj: Any, index: _Index) -> Iterator[tuple[str, str]]:
         yield from _provider_rules(obj)
     elif isinstance(obj, apisixroute.ApisixRoute):
         yield from _route_rules(obj)
+    elif isinstance(obj, standalone.ApisixCanary):
+        yield from _apisix_canary_rules(obj, index)
+
+
+def _apisix_canary_rules(c: standalone.ApisixCanary, index: _Index) -> Iterator[tuple[str, str]]:
+    """A standalone canary: its upstreams, and the analysis rules of a Flagger Canary."""
+    yield from standalone.problems(c)
+    if c.spec.analysis is None:
+        yield "spec.analysis", "required field missing"
+        return
+    namespace = c.metadata.namespace or standalone.DEFAULT_NAMESPACE
+    yield from _analysis_rules(c.spec.analysis, "spec.analysis")
+    yield from _metric_rules(c.spec.analysis, "spec.analysis", namespace, index)
 
 
 def _canary_rules(c: canary.Canary, index: _Index) -> Iterator[tuple[str, str]]:

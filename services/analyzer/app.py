@@ -7,8 +7,10 @@ watcher's observations, asking the traffic-shifter and the webhook-runner, query
 Prometheus (``checking``), publishing the step's events and writing the Canary's status with
 compare-and-set (``state``). Control requests from people and programs (``sluice promote``,
 ``abort`` …) arrive on ``sluice.control.>`` and are answered by one replica
-(``controlling``); the next step carries them out. Without Kubernetes (no ``SLUICE_KUBECONFIG``, not in a pod) ticks
-are acknowledged and nothing is decided.
+(``controlling``); the next step carries them out. In standalone mode (``SLUICE_MODE=standalone``)
+the canaries and their status live in the ``sluice_canaries`` KV bucket instead of Kubernetes
+(``standalone``). In Kubernetes mode without Kubernetes (no ``SLUICE_KUBECONFIG``, not in a pod)
+ticks are acknowledged and nothing is decided.
 """
 
 from __future__ import annotations
@@ -19,7 +21,16 @@ import logging
 
 from libs import consuming, lifecycle, messages, serving, settings, streams
 from libs.adapters import kubernetes
-from services.analyzer import checking, controlling, driving, handlers, recording, state
+from libs.standalone import store as canary_store
+from services.analyzer import (
+    checking,
+    controlling,
+    driving,
+    handlers,
+    recording,
+    standalone,
+    state,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +45,7 @@ class Settings(settings.ServiceSettings, frozen=True, kw_only=True):
     # worker threads for the blocking Kubernetes and Prometheus clients; Python's default
     # (cores + 4: 6 on 2 cores) made status writes queue behind slow Prometheus queries
     blocking_threads: int = 32
+    secrets_dir: str = ""  # standalone mode: provider secrets as <dir>/<secret>/<key> files
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -53,6 +65,45 @@ class Settings(settings.ServiceSettings, frozen=True, kw_only=True):
             )
 
 
+State = tuple[state.KvObservations, checking.SecretSource, driving.StatusWriter, controlling.Fresh]
+
+
+async def _state(rt: lifecycle.Runtime, cfg: Settings) -> State | None:
+    """Where canaries are read and their status written: Kubernetes, or KV in standalone
+    mode; None in Kubernetes mode without Kubernetes (ticks are then only acknowledged)."""
+    observations = state.KvObservations(
+        rt,
+        await rt.js.key_value(streams.CANARIES.name),
+        await rt.js.key_value(streams.WORKLOADS.name),
+        await rt.js.key_value(streams.TEMPLATES.name),
+    )
+    if cfg.standalone:
+        store = canary_store.CanaryStore(observations.canaries, cfg.nats_request_timeout_s)
+        log.info("standalone mode: canaries and their status in KV %s", streams.CANARIES.name)
+        return (
+            standalone.Observations(observations, store),
+            standalone.DirSecrets(cfg.secrets_dir),
+            standalone.StatusWriter(store),
+            store.fresh,
+        )
+    if not cfg.kubeconfig and not kubernetes.in_cluster():
+        log.warning(
+            "no SLUICE_KUBECONFIG and not running in a cluster: ticks are acknowledged, "
+            "no canary is analysed"
+        )
+        return None
+    kube = await kubernetes.Kube.connect(
+        kubernetes.Config(kubeconfig=cfg.kubeconfig, request_timeout_s=cfg.kube_request_timeout_s)
+    )
+    rt.on_close(kube.close)
+    return (
+        observations,
+        state.KubeSecrets(kube),
+        state.KubeStatusWriter(kube),
+        state.KubeCanaries(kube),
+    )
+
+
 async def setup(rt: lifecycle.Runtime, cfg: Settings) -> None:
     asyncio.get_running_loop().set_default_executor(
         concurrent.futures.ThreadPoolExecutor(cfg.blocking_threads, thread_name_prefix="blocking")
@@ -65,29 +116,16 @@ async def setup(rt: lifecycle.Runtime, cfg: Settings) -> None:
         timeout_s=cfg.nats_request_timeout_s,
         replicas=cfg.stream_replicas,
     )
-    driver: driving.Driver | None = None
     recorder = recording.Recorder(rt.metrics.registry, lifecycle.version())
-    if cfg.kubeconfig or kubernetes.in_cluster():
-        kube = await kubernetes.Kube.connect(
-            kubernetes.Config(
-                kubeconfig=cfg.kubeconfig, request_timeout_s=cfg.kube_request_timeout_s
-            )
-        )
-        rt.on_close(kube.close)
-        observations = state.KvObservations(
-            rt,
-            await rt.js.key_value(streams.CANARIES.name),
-            await rt.js.key_value(streams.WORKLOADS.name),
-            await rt.js.key_value(streams.TEMPLATES.name),
-        )
+    found = await _state(rt, cfg)
+    if found is None:
+        analyzer = handlers.Analyzer(rt, None, min_interval_s=cfg.min_interval_s, recorder=recorder)
+    else:
+        observations, secrets, writer, fresh = found
         checker = checking.Checker(
-            cfg.prometheus_url,
-            observations.template,
-            state.KubeSecrets(kube),
-            timeout_s=cfg.prometheus_timeout_s,
+            cfg.prometheus_url, observations.template, secrets, timeout_s=cfg.prometheus_timeout_s
         )
         rt.on_close(checker.close)
-        writer = state.KubeStatusWriter(kube)
         driver = driving.Driver(
             rt,
             observations,
@@ -97,15 +135,11 @@ async def setup(rt: lifecycle.Runtime, cfg: Settings) -> None:
             on_checked=recorder.checked,
             on_stepped=recorder.step_overhead.observe,
         )
-    else:
-        log.warning(
-            "no SLUICE_KUBECONFIG and not running in a cluster: ticks are acknowledged, "
-            "no canary is analysed"
+        analyzer = handlers.Analyzer(
+            rt, driver, min_interval_s=cfg.min_interval_s, recorder=recorder
         )
-    analyzer = handlers.Analyzer(rt, driver, min_interval_s=cfg.min_interval_s, recorder=recorder)
-    if driver is not None:
         controller = controlling.Controller(
-            rt, kube, writer, analyzer.schedule, locks=analyzer.locks
+            rt, fresh, writer, analyzer.schedule, locks=analyzer.locks
         )
         rt.spawn(
             "control",

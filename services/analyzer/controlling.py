@@ -3,7 +3,7 @@
 One analyzer replica (queue group ``analyzer``) takes each ``ControlRequest`` from
 ``sluice.control.<namespace>.<canary>.<action>``. The subject is what NATS permissions are
 granted on, so a request whose body names another canary or action than its subject is
-refused. The handler reads the Canary fresh from Kubernetes, asks ``machine.control.admit``
+refused. The handler reads the Canary fresh (from Kubernetes, or from KV in standalone mode), asks ``machine.control.admit``
 whether the request fits, and when it does writes the status (compare-and-set, taken again on
 a lost race), publishes ``control_requested`` with who asked, and schedules the canary's step
 now — the step carries the request out (``machine.scheduler``). The requester hears
@@ -17,14 +17,13 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from libs import bus, errors, lifecycle, messages
-from libs.adapters import kubernetes
 from libs.model import canary as canary_model
-from libs.model import meta
-from services.analyzer import handlers, state
+from services.analyzer import driving, handlers
 from services.analyzer.machine import control
 
 log = logging.getLogger(__name__)
 
+Fresh = Callable[[messages.CanaryRef], Awaitable[tuple[canary_model.Canary, str]]]
 ATTEMPTS = 5  # compare-and-set races lost in a row before the requester is told to retry
 STEP_WAIT_S = 5.0  # how long a request waits for a step of its canary under way here
 
@@ -47,13 +46,13 @@ class Controller:
     def __init__(
         self,
         rt: lifecycle.Runtime,
-        kube: kubernetes.Kube,
-        writer: state.KubeStatusWriter,
+        fresh: Fresh,
+        writer: driving.StatusWriter,
         schedule: Callable[[messages.CanaryRef], Awaitable[None]],
         locks: handlers.CanaryLocks | None = None,
     ) -> None:
         self.rt = rt
-        self.kube = kube
+        self.fresh = fresh  # the canary and its resource version, read now
         self.writer = writer
         self.schedule = schedule
         self.locks = locks or handlers.CanaryLocks()
@@ -69,14 +68,11 @@ class Controller:
         ctx = {"canary": f"{ref.namespace}/{ref.name}"}
         for _ in range(ATTEMPTS):
             try:
-                obj = await self.kube.get(kubernetes.CANARIES, ref.namespace, ref.name)
+                canary, version = await self.fresh(ref)
             except errors.NotFound:
                 return self._answer(
                     request, False, f"canary {ref.name}.{ref.namespace} not found", None
                 )
-            version = str((obj.get("metadata") or {}).get("resourceVersion") or "")
-            try:
-                canary = canary_model.parse_canary(meta.slim(obj))
             except errors.InvalidInput as exc:
                 first = exc.message.split("\n")[0]
                 return self._answer(

@@ -33,6 +33,7 @@ import msgspec
 from libs import bus, errors, lifecycle, messages
 from libs.model import analysis as analysis_model
 from libs.model import canary as canary_model
+from libs.model import standalone
 from services.analyzer import committing, machine
 
 log = logging.getLogger(__name__)
@@ -264,6 +265,12 @@ class Driver:
             case machine.RunHooks(type=kind, phase=phase):
                 return await self._hooks(canary, ref, kind, phase, ctx.status)
             case machine.CheckMetrics():
+                if standalone.is_standalone(canary):  # the checks tell the sides by node
+                    canary = standalone.with_nodes(
+                        canary,
+                        ctx.target.nodes if ctx.target else [],
+                        ctx.primary.nodes if ctx.primary else [],
+                    )
                 checked = await self.metrics.check(canary)
                 if self.on_checked is not None:
                     for event in checked.checked:

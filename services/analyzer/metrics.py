@@ -39,7 +39,7 @@ import math
 from libs import errors
 from libs.model import analysis as analysis_model
 from libs.model import canary as canary_model
-from libs.model import extensions, templates
+from libs.model import extensions, standalone, templates
 
 Severity = analysis_model.Severity
 Metric = analysis_model.Metric
@@ -146,6 +146,7 @@ def variables(canary: Canary, metric: Metric, *, primary: bool = False) -> dict[
         "ingress": spec.ingress_ref.name if spec.ingress_ref else target,
         "route": spec.route_ref.name if spec.route_ref else target,
         "interval": metric.interval_or_default(),
+        **standalone.variables(canary, primary=primary),
     }
 
 
@@ -187,7 +188,12 @@ def render(
                 f"{APISIX} only, the canary's provider is {canary.provider()}; "
                 "use a MetricTemplate"
             )
-        promql = templates.render_query(templates.APISIX_BUILTIN_QUERIES[metric.name], model)
+        queries = (
+            templates.APISIX_STANDALONE_QUERIES
+            if standalone.is_standalone(canary)
+            else templates.APISIX_BUILTIN_QUERIES
+        )
+        promql = templates.render_query(queries[metric.name], model)
         return Query(metric.name, kind, builtin_provider(canary), promql)
     if kind is Kind.TEMPLATE:
         _, name = template_key(canary, metric) or ("", "")

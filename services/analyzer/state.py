@@ -19,7 +19,7 @@ from nats.js.kv import KeyValue
 from libs import bus, errors, lifecycle, messages
 from libs.adapters import kubernetes
 from libs.model import canary as canary_model
-from libs.model import templates
+from libs.model import meta, templates
 from services.analyzer import machine
 
 T = TypeVar("T")
@@ -137,6 +137,19 @@ class KubeStatusWriter:
             "status": {"conditions": conditions},
         }
         await self.kube.patch_status(kubernetes.CANARIES, ref.namespace, ref.name, body)
+
+
+class KubeCanaries:
+    """A Canary read now from Kubernetes (control requests decide on the live object)."""
+
+    def __init__(self, kube: kubernetes.Kube) -> None:
+        self.kube = kube
+
+    async def __call__(self, ref: messages.CanaryRef) -> tuple[canary_model.Canary, str]:
+        """The Canary and its resourceVersion; NotFound, or InvalidInput listing problems."""
+        obj = await self.kube.get(kubernetes.CANARIES, ref.namespace, ref.name)
+        version = str((obj.get("metadata") or {}).get("resourceVersion") or "")
+        return canary_model.parse_canary(meta.slim(obj)), version
 
 
 class KubeSecrets:

@@ -3,8 +3,9 @@
 Answers ``sluice.cmd.traffic.set`` (weights) and ``sluice.cmd.workload`` (primary workload,
 Services, scaling, promotion) in queue group ``traffic-shifter``. The platform is chosen at
 start: with ``SLUICE_KUBECONFIG`` or inside a pod it is Kubernetes (canary ApisixRoutes for
-the APISIX ingress controller, Deployments, Services, HPAs; ``kube.platform``). Without
-either there is no platform, and every command is refused with a permanent
+the APISIX ingress controller, Deployments, Services, HPAs; ``kube.platform``). In standalone
+mode (``SLUICE_MODE=standalone``) it is APISIX's Admin API: the ``traffic-split`` plugin on the
+user's route, the upstreams' nodes (``admin.platform``). Without either there is no platform, and every command is refused with a permanent
 ``CommandFailed`` naming what is missing — it never pretends a route changed.
 """
 
@@ -12,9 +13,10 @@ from __future__ import annotations
 
 import logging
 
-from libs import lifecycle, messages, serving, settings
-from libs.adapters import kubernetes
-from services.traffic_shifter import capabilities, handlers, kube
+from libs import lifecycle, messages, serving, settings, streams
+from libs.adapters import apisix_admin, kubernetes
+from libs.standalone import store as canary_store
+from services.traffic_shifter import admin, capabilities, handlers, kube
 from services.traffic_shifter.kube import objects
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,8 @@ def _split(value: str) -> tuple[str, ...]:
 
 
 async def _platform(rt: lifecycle.Runtime, cfg: Settings) -> capabilities.Platform | None:
+    if cfg.standalone:
+        return await _admin_platform(rt, cfg)
     if not cfg.kubeconfig and not kubernetes.in_cluster():
         log.warning(
             "no SLUICE_KUBECONFIG and not running in a cluster: no traffic router or workload "
@@ -70,6 +74,32 @@ async def _platform(rt: lifecycle.Runtime, cfg: Settings) -> capabilities.Platfo
     rt.on_close(client.close)
     log.info("acting on Kubernetes at %s", client.host)
     return kube.platform(client, cfg.kube_options())
+
+
+async def _admin_platform(rt: lifecycle.Runtime, cfg: Settings) -> capabilities.Platform:
+    await streams.declare(
+        rt.js,
+        buckets=(streams.CANARIES, streams.ROUTES),
+        timeout_s=cfg.nats_request_timeout_s,
+        replicas=cfg.stream_replicas,
+    )
+    api = apisix_admin.AdminApi(
+        apisix_admin.AdminConfig(
+            url=cfg.apisix_admin_url,
+            api_key=apisix_admin.read_key(cfg.apisix_admin_key_file)
+            if cfg.apisix_admin_key_file
+            else "",
+            timeout_s=cfg.apisix_admin_timeout_s,
+        )
+    )
+    rt.on_close(api.close)
+    store = canary_store.CanaryStore(
+        await rt.js.key_value(streams.CANARIES.name), cfg.nats_request_timeout_s
+    )
+    log.info("acting on APISIX through its Admin API at %s", cfg.apisix_admin_url)
+    return admin.platform(
+        api, store.target, await rt.js.key_value(streams.ROUTES.name), store.set_finalizer
+    )
 
 
 async def setup(rt: lifecycle.Runtime, cfg: Settings) -> None:

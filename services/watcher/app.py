@@ -8,8 +8,10 @@ Canaries, Deployments, ConfigMaps, Secrets, MetricTemplates, in every namespace 
 ``SLUICE_WATCH_NAMESPACES`` — feeding ``watching.Reconciler``. ``/readyz`` is
 503 while an informer has not synced or the Kubernetes API fails; the informers retry.
 
-Without a kubeconfig and outside a cluster there is no Kubernetes to watch (standalone mode,
-e.g. docker-compose): the watcher says so once and only keeps its bus declarations.
+In standalone mode (``SLUICE_MODE=standalone``) there is no Kubernetes: the watcher follows
+the canaries kept in KV, answers rollout requests and reads upstream nodes from APISIX's Admin
+API (``standalone``). In Kubernetes mode without a kubeconfig and outside a cluster there is
+nothing to watch: the watcher says so once and only keeps its bus declarations.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from libs import lifecycle, settings, streams
-from libs.adapters import informers, kubernetes
-from services.watcher import observing, watching
+from libs import errors, lifecycle, messages, serving, settings, streams
+from libs.adapters import apisix_admin, informers, kubernetes
+from services.watcher import observing, standalone, watching
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,10 @@ class Settings(settings.ServiceSettings, frozen=True, kw_only=True):
     kube_backoff_initial_s: float = 0.5  # first retry after a failed list/watch
     kube_backoff_max_s: float = 30.0  # retries back off exponentially up to this
     reconcile_retry_s: float = 2.0  # a canary whose evaluation failed is retried after this
+    # standalone mode: a directory of ApisixCanary / MetricTemplate files applied at start and
+    # on change, and how often upstream nodes are read again from the Admin API
+    canaries_dir: str = ""
+    nodes_refresh_s: float = 30.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -56,6 +62,9 @@ async def setup(rt: lifecycle.Runtime, cfg: Settings) -> None:
         timeout_s=cfg.nats_request_timeout_s,
         replicas=cfg.stream_replicas,
     )
+    if cfg.standalone:
+        await _standalone(rt, cfg)
+        return
     if not cfg.kubeconfig and not kubernetes.in_cluster():
         log.warning(
             "no SLUICE_KUBECONFIG and not running in a cluster: not watching Kubernetes "
@@ -105,6 +114,62 @@ async def setup(rt: lifecycle.Runtime, cfg: Settings) -> None:
     )
     rt.spawn("informers", _run_informers(rt, caches))
     rt.spawn("reconcile", reconciler.run(caches))
+
+
+async def _standalone(rt: lifecycle.Runtime, cfg: Settings) -> None:
+    admin = None
+    if cfg.apisix_admin_key_file:
+        admin = apisix_admin.AdminApi(
+            apisix_admin.AdminConfig(
+                url=cfg.apisix_admin_url,
+                api_key=apisix_admin.read_key(cfg.apisix_admin_key_file),
+                timeout_s=cfg.apisix_admin_timeout_s,
+            )
+        )
+        rt.on_close(admin.close)
+    else:
+        log.warning(
+            "no SLUICE_APISIX_ADMIN_KEY_FILE: upstreams given by id have no nodes for the "
+            "builtin checks"
+        )
+    watcher = standalone.StandaloneWatcher(
+        rt,
+        await rt.js.key_value(streams.CANARIES.name),
+        await rt.js.key_value(streams.WORKLOADS.name),
+        await rt.js.key_value(streams.TEMPLATES.name),
+        admin,
+        canaries_dir=cfg.canaries_dir,
+        refresh_s=cfg.nodes_refresh_s,
+    )
+    log.info(
+        "standalone mode: following the canaries in KV %s%s",
+        streams.CANARIES.name,
+        f" and the files in {cfg.canaries_dir}" if cfg.canaries_dir else "",
+    )
+    rt.spawn("canaries", watcher.run())
+    rt.spawn(
+        "rollouts",
+        serving.serve_requests(
+            rt,
+            messages.ROLLOUT_ALL,
+            messages.QUEUE_WATCHER,
+            messages.ROLLOUT_DECODER,
+            watcher.on_rollout,
+            verify=_verify_rollout,
+        ),
+    )
+
+
+def _verify_rollout(subject: str, request: messages.RolloutRequest) -> None:
+    """The body must name the canary of the subject it came on (permissions are per subject)."""
+    expected = messages.rollout_subject(request.canary.namespace, request.canary.name)
+    if subject != expected:
+        raise errors.InvalidInput(
+            f"a rollout of {request.canary.name}.{request.canary.namespace} must be sent to "
+            f"{expected}, not {subject}",
+            path="subject",
+            expected=expected,
+        )
 
 
 async def _run_informers(rt: lifecycle.Runtime, caches: watching.Caches) -> None:

@@ -83,6 +83,11 @@ class Store(Generic[T]):
             log.warning("replacing undecodable %s at %s", self.what, key)
             return None, entry.revision or 0
 
+    async def get(self, key: str) -> T | None:
+        """The stored observation (None when there is none, or it does not decode)."""
+        found, _ = await self._load(key)
+        return found
+
     async def put(
         self, key: str, value: T, *, keep: Callable[[T | None], bool] | None = None
     ) -> tuple[bool, T | None]:

@@ -14,6 +14,11 @@ codes are flagger-loadtester's:
                                        403 "Forbidden"; gates start closed
 ``/gate/open`` / ``/gate/close``       202 (the switch is stored in NATS KV: ``gates``)
 ``/rollback/check|open|close``         the same for the rollback switch
+``POST /rollouts/<namespace>/<name>``  Sluice's, for CI in standalone mode: body
+                                       ``{"revision": "v2", "by": "ci"}``; the new revision
+                                       runs behind the canary upstream (a ``RolloutRequest``
+                                       to the watcher). 202 accepted, 409 refused (why in
+                                       ``message``), 404 unknown canary, 503 no watcher
 =====================================  =======================================================
 
 A body that is not a webhook payload is 400; a canary whose namespace does not match
@@ -28,7 +33,7 @@ import re
 import msgspec
 from aiohttp import web
 
-from libs import errors, lifecycle, logs, messages, metrics
+from libs import bus, errors, lifecycle, logs, messages, metrics
 from services.webhook_runner import gates, tasks
 
 log = logging.getLogger(__name__)
@@ -47,6 +52,16 @@ class Payload(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _DECODER = msgspec.json.Decoder(Payload)
+
+
+class RolloutBody(msgspec.Struct, frozen=True, kw_only=True):
+    """``POST /rollouts/<namespace>/<name>``: the revision now behind the canary upstream."""
+
+    revision: str
+    by: str = ""
+
+
+_ROLLOUT_DECODER = msgspec.json.Decoder(RolloutBody)
 
 
 class LoadtesterApi:
@@ -72,6 +87,7 @@ class LoadtesterApi:
             app.router.add_route("*", f"/{kind}/check", self._check(kind))
             app.router.add_route("*", f"/{kind}/open", self._switch(kind, open=True))
             app.router.add_route("*", f"/{kind}/close", self._switch(kind, open=False))
+        app.router.add_post("/rollouts/{namespace}/{name}", self.rollout)
         app.router.add_route("*", "/", self.task)
         return app
 
@@ -134,6 +150,43 @@ class LoadtesterApi:
             return web.Response(status=400, text="metadata not found in payload")
         outcome = await self.runner.submit(canary, payload.metadata)
         return web.Response(status=outcome.status, text=outcome.body)
+
+    # --------------------------------------------------------------------- rollouts
+
+    async def rollout(self, request: web.Request) -> web.Response:
+        namespace, name = request.match_info["namespace"], request.match_info["name"]
+        if self.namespace_regexp is not None and not self.namespace_regexp.search(namespace):
+            return web.Response(status=403, text="Forbidden")
+        try:
+            body = _ROLLOUT_DECODER.decode(await request.read())
+        except Exception as exc:  # any decoding failure is a bad request
+            detail = str(exc) if isinstance(exc, msgspec.MsgspecError) else type(exc).__name__
+            return web.Response(
+                status=400,
+                text=f'expected a body like {{"revision": "v2"}}: {logs.clip(detail)}',
+            )
+        try:
+            ref = messages.CanaryRef(namespace=namespace, name=name)
+            subject = messages.rollout_subject(namespace, name)
+            ask = messages.RolloutRequest(canary=ref, revision=body.revision, by=body.by)
+            with bus.nats_errors(f"request on {subject}", ask.timeout_s):
+                msg = await self.rt.nc.request(
+                    subject, messages.ENCODER.encode(ask), timeout=ask.timeout_s
+                )
+            reply = bus.decode(messages.REPLY_DECODER, msg.data)
+        except errors.InvalidInput as exc:
+            return web.Response(status=400, text=str(exc))
+        except errors.SluiceError as exc:
+            return web.Response(status=503, text=f"no watcher answered: {exc}")
+        if isinstance(reply, messages.CommandFailed):
+            return web.Response(status=400 if not reply.temporary else 503, text=reply.error)
+        if not isinstance(reply, messages.RolloutAnswer):
+            return web.Response(status=502, text=f"unexpected answer {type(reply).__name__}")
+        status = 202 if reply.accepted else (404 if "not found" in reply.message else 409)
+        return web.json_response(
+            {"accepted": reply.accepted, "message": reply.message, "revision": reply.revision},
+            status=status,
+        )
 
     # --------------------------------------------------------------------- payloads
 

@@ -1,0 +1,161 @@
+"""The watcher in standalone mode, as a process on a real nats-server: it follows the canaries
+kept in KV (their upstreams become workload observations), answers rollout requests, and
+applies a directory of canary files."""
+
+from __future__ import annotations
+
+import asyncio
+import pathlib
+
+import msgspec
+import pytest
+from nats.aio.client import Client
+from nats.js.kv import KeyValue
+
+from libs import messages, streams
+from libs.model.documents import load_documents
+from libs.standalone import applying
+from libs.standalone import store as canary_store
+from tests.fixtures.nats import NatsServer
+from tests.fixtures.services import ServiceFactory
+from tests.sandbox.e2e import support
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+CANARY = """
+apiVersion: sluice.dev/v1alpha1
+kind: ApisixCanary
+metadata:
+  name: podinfo
+  namespace: shop
+spec:
+  route: {id: podinfo}
+  upstreams:
+    stable: {nodes: ["127.0.0.11:9001"]}
+    canary: {nodes: {"127.0.0.1:9002": 1, "127.0.0.1:9003": 2}}
+  revision: "6.0.0"
+  analysis:
+    interval: 10s
+    threshold: 5
+    maxWeight: 50
+    stepWeight: 10
+"""
+REF = messages.CanaryRef(namespace="shop", name="podinfo")
+
+
+async def buckets(nc: Client) -> tuple[KeyValue, KeyValue, KeyValue]:
+    js = nc.jetstream()
+    await streams.declare(
+        js,
+        streams=(streams.EVENTS,),
+        buckets=(streams.CANARIES, streams.WORKLOADS, streams.TEMPLATES),
+    )
+    return (
+        await js.key_value(streams.CANARIES.name),
+        await js.key_value(streams.WORKLOADS.name),
+        await js.key_value(streams.TEMPLATES.name),
+    )
+
+
+async def workload(kv: KeyValue, name: str) -> messages.WorkloadObservation | None:
+    try:
+        entry = await kv.get(messages.workload_key("shop", name))
+    except Exception:
+        return None
+    return msgspec.json.decode(entry.value or b"null", type=messages.WorkloadObservation | None)
+
+
+async def rollout(nc: Client, revision: str, name: str = "podinfo") -> messages.RolloutAnswer:
+    request = messages.RolloutRequest(
+        canary=messages.CanaryRef(namespace="shop", name=name), revision=revision, by="ci"
+    )
+    msg = await nc.request(
+        messages.rollout_subject("shop", name), messages.ENCODER.encode(request), timeout=10
+    )
+    reply = messages.REPLY_DECODER.decode(msg.data)
+    assert isinstance(reply, messages.RolloutAnswer), reply
+    return reply
+
+
+async def test_canaries_rollouts_and_files(
+    nats_server: NatsServer, nc: Client, service: ServiceFactory, tmp_path: pathlib.Path
+) -> None:
+    canaries, workloads, templates_kv = await buckets(nc)
+    detected: list[messages.RevisionDetected] = []
+
+    async def on_event(msg: object) -> None:
+        event = messages.EVENT_DECODER.decode(msg.data)  # type: ignore[attr-defined]
+        if isinstance(event, messages.RevisionDetected):
+            detected.append(event)
+
+    await nc.subscribe("sluice.events.shop.>", cb=on_event)
+    files = tmp_path / "canaries"
+    files.mkdir()
+    watcher = service(
+        "watcher",
+        nats_server.url,
+        SLUICE_MODE="standalone",
+        SLUICE_CANARIES_DIR=str(files),
+    )
+    await watcher.ready()
+
+    await applying.apply(load_documents(CANARY, "podinfo.yaml"), canaries, templates_kv)
+    target = await support.poll(
+        lambda: workload(workloads, "podinfo"), lambda w: w is not None, timeout=20, what="target"
+    )
+    assert target is not None
+    assert (target.revision, target.kind, target.nodes) == (
+        "6.0.0",
+        "ApisixUpstream",
+        ["127.0.0.1:9002", "127.0.0.1:9003"],
+    )
+    assert target.available_replicas == target.replicas == 1  # the user's instances: ready
+    primary = await support.poll(
+        lambda: workload(workloads, "podinfo-primary"),
+        lambda w: w is not None,
+        timeout=20,
+        what="primary",
+    )
+    assert primary is not None
+    assert primary.nodes == ["127.0.0.11:9001"]
+    await support.poll(
+        lambda: asyncio.sleep(0, detected), lambda d: len(d) >= 1, timeout=10, what="a hint"
+    )
+
+    answer = await rollout(nc, "6.0.1")
+    assert answer.accepted, answer.message
+    assert answer.message == "rolling out 6.0.1 to podinfo.shop"
+    target = await workload(workloads, "podinfo")
+    assert target is not None
+    assert target.revision == "6.0.1"
+    await support.poll(
+        lambda: asyncio.sleep(0, detected),
+        lambda d: any(e.revision == "6.0.1" for e in d),
+        timeout=10,
+        what="revision_detected 6.0.1",
+    )
+    again = await rollout(nc, "6.0.1")
+    assert not again.accepted
+    assert "already the revision of podinfo.shop" in again.message
+    unknown = await rollout(nc, "1", name="nothing")
+    assert (unknown.accepted, unknown.message) == (False, "canary nothing.shop not found")
+
+    # a file in the canaries directory is applied; a bad one is logged and skipped
+    (files / "other.yaml").write_text(CANARY.replace("name: podinfo\n", "name: other\n"))
+    (files / "bad.yaml").write_text(
+        CANARY.replace("name: podinfo\n", "name: bad\n").replace(
+            "stepWeight: 10", "stepWeight: 300"
+        )
+    )
+    store = canary_store.CanaryStore(canaries)
+    await support.poll(
+        lambda: store.get("shop", "other"), lambda o: o is not None, timeout=20, what="file applied"
+    )
+    await watcher.wait_log("spec.analysis.stepWeight", timeout=20)
+    assert await store.get("shop", "bad") is None
+
+    # deleting the canary forgets its upstreams
+    assert await store.delete(REF) == "deleted"
+    await support.poll(
+        lambda: workload(workloads, "podinfo"), lambda w: w is None, timeout=20, what="forgotten"
+    )
