@@ -351,9 +351,10 @@ async def test_each_service_user_may_do_its_own_part_only(
         with pytest.raises(nats.errors.NoRespondersError):
             await analyzer.nc.request(subject, b"{}", timeout=TIMEOUT_S)
     assert analyzer.violations() == []
-    # ... and writes no observation, and publishes no control request
-    await analyzer.nc.publish("$KV.sluice_canaries.shop.podinfo", b"{}")
-    await analyzer.wait_violation("$KV.sluice_canaries.shop.podinfo")
+    # ... and writes no workload observation (a canary's KV entry it may: in standalone mode
+    # that is where it writes the status), and publishes no control request
+    await analyzer.nc.publish("$KV.sluice_workloads.shop.podinfo", b"{}")
+    await analyzer.wait_violation("$KV.sluice_workloads.shop.podinfo")
 
     watcher = await connect("watcher")
     await watcher.nc.publish("sluice.control.shop.podinfo.promote", b"{}")
