@@ -76,6 +76,16 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def default_namespace(args: argparse.Namespace) -> str:
+    """``-n``, else ``default`` in standalone mode (``SLUICE_MODE=standalone``: no kubeconfig
+    to take it from), else the kubeconfig's current namespace, as kubectl picks it."""
+    if args.namespace:
+        return str(args.namespace)
+    if os.environ.get("SLUICE_MODE", "") == settings.STANDALONE:
+        return standalone.DEFAULT_NAMESPACE
+    return kubernetes.current_namespace(args.kubeconfig)
+
+
 def default_kubeconfig() -> str:
     """kubectl's choice: the first file of ``$KUBECONFIG``, else ``~/.kube/config``."""
     listed = os.environ.get("KUBECONFIG", "")
@@ -104,7 +114,7 @@ def _failed(message: str) -> int:
 def _namespace(args: argparse.Namespace) -> str:
     if args.standalone:
         return str(args.namespace or standalone.DEFAULT_NAMESPACE)
-    return str(args.namespace or kubernetes.current_namespace(args.kubeconfig))
+    return default_namespace(args)
 
 
 async def _from_bus(args: argparse.Namespace, namespace: str | None) -> list[Obj]:

@@ -28,7 +28,6 @@ from nats.aio.client import Client
 
 from cli import canaries, connecting
 from libs import errors, messages
-from libs.adapters import kubernetes
 from libs.model import durations
 
 EXIT_OK = 0
@@ -86,7 +85,7 @@ def register(subparsers: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    namespace = str(args.namespace or kubernetes.current_namespace(args.kubeconfig))
+    namespace = canaries.default_namespace(args)
     wait_s = 0.0
     if args.action not in AT_ONCE and not args.no_wait:
         try:

@@ -37,7 +37,6 @@ from nats.js import api
 
 from cli import canaries, connecting
 from libs import logs, messages, streams
-from libs.adapters import kubernetes
 from libs.model import durations
 
 EXIT_OK = 0
@@ -101,7 +100,7 @@ def add_namespace_arguments(parser: argparse.ArgumentParser) -> None:
 
 def namespace_of(args: argparse.Namespace) -> str:
     """``-n``, else the kubeconfig context's namespace, else ``default`` (no cluster needed)."""
-    return str(args.namespace or kubernetes.current_namespace(args.kubeconfig))
+    return canaries.default_namespace(args)
 
 
 # --------------------------------------------------------------------------- pure parts

@@ -187,6 +187,15 @@ def problems(obj: ApisixCanary) -> list[tuple[str, str]]:
             found.append((f"{path}.nodes", f"expected nodes as host:port, got {bad[0]!r}"))
         elif spec.nodes is not None and not any(spec.node_weights().values()):
             found.append((f"{path}.nodes", "expected a node with a weight above 0"))
+    if obj.spec.analysis is not None and obj.spec.analysis.alerts:
+        found.append(
+            (
+                "spec.analysis.alerts",
+                "expected none in standalone mode: AlertProviders are Kubernetes objects; the "
+                "notifier's global settings (SLUICE_SLACK_URL, SLUICE_MSTEAMS_URL, "
+                "SLUICE_EVENT_WEBHOOK_URL) tell about every standalone canary",
+            )
+        )
     stable, canary = obj.spec.upstreams.stable, obj.spec.upstreams.canary
     if stable is not None and stable.id is not None and stable.id == canary.id:
         found.append(("spec.upstreams.canary.id", "expected an upstream other than the stable one"))
