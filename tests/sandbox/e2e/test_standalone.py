@@ -221,12 +221,8 @@ async def test_a_standalone_canary_from_a_wrong_key_to_a_b_promotion_abort_and_d
     assert "promote of shop.default requested by e2e" in sluice(
         standalone, "promote", "shop", "--reason", "looks good"
     )
-    await support.poll(
-        lambda: status(standalone),
-        lambda s: s.get("phase") == "Succeeded",
-        timeout=60,
-        what="Succeeded",
-    )
+    watched = sluice(standalone, "watch", "shop", "--timeout", "90s")  # exit 0: promoted
+    assert "Succeeded" in watched, watched
     stable = (await admin.call("GET", f"upstreams/{STABLE}"))["value"]["nodes"]
     assert stable == {canary_node: 1}  # promoted: the stable side serves the canary's nodes
     assert await versions(standalone, {}) == {"6.0.1": 20}
@@ -250,12 +246,9 @@ async def test_a_standalone_canary_from_a_wrong_key_to_a_b_promotion_abort_and_d
     assert "abort of shop.default requested by e2e" in sluice(
         standalone, "abort", "shop", "--reason", "not today"
     )
-    await support.poll(
-        lambda: status(standalone),
-        lambda s: s.get("phase") == "Failed",
-        timeout=60,
-        what="Failed",
-    )
+    watched = sluice(standalone, "watch", "shop", "--timeout", "90s", check=False)
+    assert "Failed" in watched, watched  # and exit 1: rolled back
+    assert (await status(standalone)).get("phase") == "Failed"
     assert await versions(standalone, {"x-canary": "insider"}) == {"6.0.1": 20}
 
     # deleting the canary gives the route back exactly
