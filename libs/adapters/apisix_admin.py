@@ -110,6 +110,14 @@ def read_key(path: str | pathlib.Path) -> str:
     return key
 
 
+def from_settings(url: str, key_file: str, timeout_s: float) -> AdminApi:
+    """A client as the services configure it (``SLUICE_APISIX_ADMIN_URL``,
+    ``SLUICE_APISIX_ADMIN_KEY_FILE``, ``SLUICE_APISIX_ADMIN_TIMEOUT_S``); without a key file
+    the requests carry no key, and an Admin API that wants one refuses them, saying so."""
+    key = read_key(key_file) if key_file else ""
+    return AdminApi(AdminConfig(url=url, api_key=key, timeout_s=timeout_s))
+
+
 def _check_kind(kind: str) -> None:
     if kind not in KINDS:
         raise errors.InvalidInput(

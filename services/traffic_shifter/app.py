@@ -83,14 +83,8 @@ async def _admin_platform(rt: lifecycle.Runtime, cfg: Settings) -> capabilities.
         timeout_s=cfg.nats_request_timeout_s,
         replicas=cfg.stream_replicas,
     )
-    api = apisix_admin.AdminApi(
-        apisix_admin.AdminConfig(
-            url=cfg.apisix_admin_url,
-            api_key=apisix_admin.read_key(cfg.apisix_admin_key_file)
-            if cfg.apisix_admin_key_file
-            else "",
-            timeout_s=cfg.apisix_admin_timeout_s,
-        )
+    api = apisix_admin.from_settings(
+        cfg.apisix_admin_url, cfg.apisix_admin_key_file, cfg.apisix_admin_timeout_s
     )
     rt.on_close(api.close)
     store = canary_store.CanaryStore(

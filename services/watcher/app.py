@@ -119,12 +119,8 @@ async def setup(rt: lifecycle.Runtime, cfg: Settings) -> None:
 async def _standalone(rt: lifecycle.Runtime, cfg: Settings) -> None:
     admin = None
     if cfg.apisix_admin_key_file:
-        admin = apisix_admin.AdminApi(
-            apisix_admin.AdminConfig(
-                url=cfg.apisix_admin_url,
-                api_key=apisix_admin.read_key(cfg.apisix_admin_key_file),
-                timeout_s=cfg.apisix_admin_timeout_s,
-            )
+        admin = apisix_admin.from_settings(
+            cfg.apisix_admin_url, cfg.apisix_admin_key_file, cfg.apisix_admin_timeout_s
         )
         rt.on_close(admin.close)
     else:
