@@ -5,8 +5,10 @@ applies a directory of canary files."""
 from __future__ import annotations
 
 import asyncio
+import json
 import pathlib
 
+import aiohttp
 import msgspec
 import pytest
 from nats.aio.client import Client
@@ -159,3 +161,39 @@ async def test_canaries_rollouts_and_files(
     await support.poll(
         lambda: workload(workloads, "podinfo"), lambda w: w is None, timeout=20, what="forgotten"
     )
+
+
+async def test_ci_starts_a_rollout_through_the_webhook_runner(
+    nats_server: NatsServer, nc: Client, service: ServiceFactory
+) -> None:
+    """``POST /rollouts/<ns>/<name>`` on the loadtester port: the watcher's answer as HTTP."""
+    canaries, _, templates_kv = await buckets(nc)
+    await applying.apply(load_documents(CANARY, "podinfo.yaml"), canaries, templates_kv)
+    watcher = service("watcher", nats_server.url, SLUICE_MODE="standalone")
+    runner = service("webhook_runner", nats_server.url)
+    await watcher.ready()
+    await runner.ready()
+    url = (await runner.wait_log(r"loadtester API listening on (http://[\d.]+:\d+)")).group(1)
+
+    async def post(path: str, body: bytes) -> tuple[int, str]:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as http,
+            http.post(url + path, data=body) as resp,
+        ):
+            return resp.status, await resp.text()
+
+    status, text = await post("/rollouts/shop/podinfo", b'{"revision": "6.0.1", "by": "ci"}')
+    assert status == 202, text
+    assert json.loads(text) == {
+        "accepted": True,
+        "message": "rolling out 6.0.1 to podinfo.shop",
+        "revision": "6.0.1",
+    }
+    status, text = await post("/rollouts/shop/podinfo", b'{"revision": "6.0.1"}')
+    assert status == 409
+    assert "already the revision" in json.loads(text)["message"]
+    status, text = await post("/rollouts/shop/nothing", b'{"revision": "1"}')
+    assert (status, json.loads(text)["message"]) == (404, "canary nothing.shop not found")
+    status, text = await post("/rollouts/shop/podinfo", b'{"version": "6.0.2"}')
+    assert status == 400
+    assert 'expected a body like {"revision": "v2"}' in text
