@@ -20,12 +20,16 @@ Per request, as APISIX does it:
   hop-by-hop headers, with ``Server: APISIX/<version>``;
 * a route with ``proxy-mirror`` copies the sampled requests to the mirror host in the
   background (``mirroring``) before proxying; the client's response does not wait for the copy;
+* ``limit-count`` answers ``rejected_code`` past its quota before any upstream is picked, and
+  ``proxy-rewrite`` changes the upstream path, ``Host`` and headers (``plugins``);
 * the log phase records the request for the prometheus plugin (``exporting``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import http
+import json
 import logging
 import time
 
@@ -35,6 +39,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from sandbox.gateway import balancing, exporting, matching, mirroring, translation
+from sandbox.gateway import plugins as route_plugins
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +134,7 @@ class DataPlane:
         ] = {}
         self._session: aiohttp.ClientSession | None = None
         self.mirrors: mirroring.Mirrors | None = None
+        self.counters = route_plugins.Counters()  # limit-count windows
         self.in_flight = 0
 
     async def start(self) -> None:
@@ -158,6 +164,7 @@ class DataPlane:
     def set_table(self, table: translation.RouteTable) -> None:
         self.table = table
         self.router = matching.Router(table)
+        self.counters.forget({r.key for r in table.routes})
 
     # -- balancing ---------------------------------------------------------------------------
 
@@ -302,6 +309,20 @@ class DataPlane:
         state: _Log,
         req: matching.Request | None = None,
     ) -> web.StreamResponse:
+        quota: dict[str, str] = {}
+        limit = route.effects.limit
+        if limit is not None:
+            allowed, remaining, reset = self.counters.take(
+                route.key, _limit_key(request, limit), limit
+            )
+            if limit.show_headers:
+                quota = {
+                    "X-RateLimit-Limit": str(limit.count),
+                    "X-RateLimit-Remaining": str(remaining),
+                    "X-RateLimit-Reset": str(reset),
+                }
+            if not allowed:
+                return self._rejected(state, limit, quota)
         upstream = self.pick_upstream(route, req)
         if upstream is None or not upstream.nodes:
             return await self._error(request, state, 503, "Service Temporarily Unavailable")
@@ -311,6 +332,11 @@ class DataPlane:
         headers = forwarded_headers(request)
         skip = [h for h in _AUTO_HEADERS if h not in headers]
         path_qs = request.raw_path if request.raw_path.startswith("/") else str(request.rel_url)
+        rewrite = route.effects.rewrite
+        if rewrite is not None:
+            raw_path, _, query = path_qs.partition("?")
+            path_qs = rewrite.path_qs(raw_path, query)
+            _rewrite_headers(headers, rewrite)
 
         picker = self._nodes_picker(upstream)
         attempts = max(len(upstream.nodes), 1)
@@ -348,6 +374,7 @@ class DataPlane:
                         if key.lower() not in ("server", "date", "content-length"):
                             response.headers.add(key, value)
                     response.headers["Server"] = SERVER
+                    response.headers.update(quota)
                     if upstream_response.content_length is not None and request.method != "HEAD":
                         response.content_length = upstream_response.content_length
                     state.code = upstream_response.status
@@ -378,6 +405,25 @@ class DataPlane:
                 return await self._error(request, state, 502, "Bad Gateway")
         return await self._error(request, state, 502, "Bad Gateway")
 
+    def _rejected(
+        self, state: _Log, limit: route_plugins.LimitCount, quota: dict[str, str]
+    ) -> web.Response:
+        """limit-count's answer past the quota: ``rejected_msg`` as JSON, else nginx's page."""
+        state.code = limit.rejected_code
+        if limit.rejected_msg:
+            body = json.dumps({"error_msg": limit.rejected_msg}).encode()
+            content_type = "text/plain; charset=utf-8"
+        else:
+            reason = http.HTTPStatus(limit.rejected_code).phrase
+            body = error_page(limit.rejected_code, reason).encode()
+            content_type = "text/html; charset=utf-8"
+        state.response_bytes = len(body)
+        return web.Response(
+            status=limit.rejected_code,
+            body=body,
+            headers={"Server": SERVER, "Content-Type": content_type, **quota},
+        )
+
     async def _error(
         self, request: web.BaseRequest, state: _Log, status: int, reason: str
     ) -> web.StreamResponse:
@@ -400,6 +446,33 @@ class _Log:
     upstream_ms: float | None
     response_bytes: int
     code: int = 0
+
+
+def _limit_key(request: web.BaseRequest, limit: route_plugins.LimitCount) -> str:
+    """The value limit-count counts by: the constant, or the variable (remote_addr when the
+    variable is empty, as APISIX falls back)."""
+    if limit.key_type == "constant":
+        return limit.key
+    remote = request.remote or ""
+    if limit.key.startswith("http_"):
+        value = request.headers.get(limit.key[5:].replace("_", "-"), "")
+        return value or remote
+    if limit.key == "server_addr":
+        sockname = request.transport.get_extra_info("sockname") if request.transport else None
+        return str(sockname[0]) if sockname else remote
+    return remote
+
+
+def _rewrite_headers(headers: CIMultiDict[str], rewrite: route_plugins.Rewrite) -> None:
+    """proxy-rewrite's header changes, in APISIX's order: add, set, remove; then ``host``."""
+    for name, value in rewrite.add_headers:
+        headers.add(name, value)
+    for name, value in rewrite.set_headers:
+        headers[name] = value
+    for name in rewrite.remove_headers:
+        headers.popall(name, None)
+    if rewrite.host:
+        headers["Host"] = rewrite.host
 
 
 def _host_for_url(host: str) -> str:

@@ -4,7 +4,8 @@ List + watch ApisixRoutes (``apisix.apache.org/v2``), Services and Endpoints acr
 namespaces over HTTP (``sandbox.kubewatch``); after any change, once all three have been
 listed, translate everything again (coalesced: one translation per event-loop turn however many
 events arrived) and hand the new ``RouteTable`` to the data plane. Waiters in
-``wait_for`` are woken after every new table.
+``wait_for`` are woken after every new table. Each ApisixRoute's outcome is then written to its
+status (``statuses``), as the controller does.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 from collections.abc import Callable
 
 from sandbox import kubewatch
-from sandbox.gateway import translation
+from sandbox.gateway import statuses, translation
 
 logger = logging.getLogger(__name__)
 
@@ -34,12 +35,17 @@ class RouteSync:
         self.generation = 0  # bumped with every new table
         self._new_table = asyncio.Event()  # set (and replaced) whenever a new table is in place
         self._scheduled = False
+        self.status_writer = statuses.StatusWriter(
+            kube_url, lambda: self.table, lambda: self.watcher.cache(kubewatch.APISIX_ROUTES)
+        )
 
     async def start(self) -> None:
+        await self.status_writer.start()
         await self.watcher.start()
 
     async def stop(self) -> None:
         await self.watcher.stop()
+        await self.status_writer.stop()
 
     @property
     def synced(self) -> bool:
@@ -63,6 +69,7 @@ class RouteSync:
         self.table = table
         self.generation += 1
         self._on_table(table)
+        self.status_writer.changed()
         event, self._new_table = self._new_table, asyncio.Event()
         event.set()
 

@@ -13,11 +13,12 @@ apisix-ingress-controller (``pkg/kube/translation/apisix_route.go``, v2 API):
   Cookie ``foo`` → ``cookie_foo`` (case kept), Path → ``uri``; ops Equal ``==``, NotEqual ``~=``,
   GreaterThan ``>``, LessThan ``<``, In ``in``, NotIn ``! in``, RegexMatch ``~~``,
   RegexMatchCaseInsensitive ``~*``, RegexNotMatch ``! ~~``, RegexNotMatchCaseInsensitive ``! ~*``;
-* ``plugins[]``: only entries with ``enable: true`` reach APISIX. Two have an effect here:
+* ``plugins[]``: only entries with ``enable: true`` reach APISIX. Four have an effect here:
   ``prometheus`` (metrics are recorded for routes that carry it, unless its config says
   ``disable: true``) and ``proxy-mirror`` (``mirroring``: its config is checked against
-  APISIX's schema — a bad one makes the rule untranslatable — and its host resolved); the
-  others are kept in the table for inspection;
+  APISIX's schema — a bad one makes the rule untranslatable — and its host resolved), and
+  ``proxy-rewrite`` and ``limit-count`` (``plugins``, checked the same way); the others are
+  kept in the table for inspection;
 * ``backends[]``: the first backend is the route's upstream; with more than one backend the
   others and the first's weight form the ``traffic-split`` plugin's ``weighted_upstreams``
   (weight default 100). With a single backend its weight plays no part, as in APISIX;
@@ -27,12 +28,14 @@ apisix-ingress-controller (``pkg/kube/translation/apisix_route.go``, v2 API):
   node ``<clusterIP>:<service port>`` (``resolveGranularity: service``) which the data plane
   dials through the endpoints, as kube-proxy would.
 
-Where the sandbox deliberately differs: the real controller rejects a whole ApisixRoute whose
-backend Service is missing (its routes never reach APISIX). Here the backend gets an upstream
-without nodes (``error`` says why), so its share of requests is answered 503 as APISIX answers
-an upstream without nodes — visible to tests, and the other backends keep working. A rule that
-cannot be translated at all (no paths, no backends, bad expr, duplicated name) is skipped and
-reported in ``RouteTable.errors``; the other rules of the ApisixRoute stay.
+A backend whose Service does not exist, or does not define the backend's port, rejects the
+whole ApisixRoute, as the controller does: none of its rules reach the route table, and its
+status says why (``RouteTable.statuses``, written back by ``statuses``). A Service without
+ready endpoints (or a headless one resolved by ``service``) gives an upstream without nodes
+(``error`` says why), answered 503 as APISIX answers such an upstream. Where the sandbox is
+more lenient than the controller: any other rule that cannot be translated (no paths, no
+backends, bad expr, duplicated name) is skipped and reported in ``RouteTable.errors`` and the
+ApisixRoute's status, while the other rules of the ApisixRoute stay.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sandbox.gateway import mirroring
+from sandbox.gateway import plugins as route_plugins
 
 Obj = dict[str, Any]
 Key = tuple[str, str]
@@ -69,6 +73,10 @@ OPERATORS: Mapping[str, tuple[bool, str]] = {  # ApisixRoute op -> (inverted, lu
 
 class TranslationError(Exception):
     """A rule that cannot become an APISIX route; the message names the field path."""
+
+
+class BackendNotFound(TranslationError):
+    """A backend's Service, or its port, does not exist: the whole ApisixRoute is rejected."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,6 +169,8 @@ class Route:
     timeout: Timeout | None
     disabled_plugins: tuple[str, ...] = ()  # listed with enable: false (not sent to APISIX)
     mirror: mirroring.Mirror | None = None  # the proxy-mirror plugin, when enabled
+    # proxy-rewrite and limit-count, when enabled (``route_plugins``)
+    effects: route_plugins.Effects = dataclasses.field(default_factory=route_plugins.Effects)
     # Routes set through the Admin API: their id, and traffic-split's rules as configured
     # (such routes leave ``weighted_upstreams`` empty).
     admin_id: str = ""
@@ -287,9 +297,30 @@ class Route:
 
 
 @dataclasses.dataclass(frozen=True)
+class RouteStatus:
+    """How one ApisixRoute's translation went, at the generation it was translated from."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    errors: tuple[str, ...] = ()
+    rejected: bool = False  # none of its rules reached the table
+
+    @property
+    def key(self) -> Key:
+        return (self.namespace, self.name)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+@dataclasses.dataclass(frozen=True)
 class RouteTable:
     routes: tuple[Route, ...] = ()
     errors: tuple[str, ...] = ()
+    statuses: tuple[RouteStatus, ...] = ()  # one per ApisixRoute translated
 
     def get(self, name: str) -> Route | None:
         for route in self.routes:
@@ -349,6 +380,7 @@ def translate(
     """All routes of all ApisixRoutes, ordered by name (matching order is ``matching``'s job)."""
     routes: list[Route] = []
     errors: list[str] = []
+    statuses: list[RouteStatus] = []
     for ar in apisix_routes:
         meta = ar.get("metadata") or {}
         namespace, name = meta.get("namespace") or "default", meta.get("name") or ""
@@ -356,6 +388,9 @@ def translate(
             continue
         http = (ar.get("spec") or {}).get("http") or []
         seen: set[str] = set()
+        own_routes: list[Route] = []
+        own_errors: list[str] = []
+        rejected = False
         for index, rule in enumerate(http):
             path = f"{namespace}/{name}: $.spec.http[{index}]"
             try:
@@ -367,11 +402,28 @@ def translate(
                         f"duplicated route rule name {rule_name!r} - at {path}.name"
                     )
                 seen.add(rule_name)
-                routes.append(translate_rule(namespace, name, rule, services, endpoints, path))
+                own_routes.append(translate_rule(namespace, name, rule, services, endpoints, path))
+            except BackendNotFound as e:
+                own_errors.append(str(e))
+                rejected = True
             except TranslationError as e:
-                errors.append(str(e))
+                own_errors.append(str(e))
+        if rejected:
+            own_routes = []
+        routes.extend(own_routes)
+        errors.extend(own_errors)
+        statuses.append(
+            RouteStatus(
+                namespace=namespace,
+                name=name,
+                uid=meta.get("uid") or "",
+                generation=int(meta.get("generation") or 0),
+                errors=tuple(own_errors),
+                rejected=rejected,
+            )
+        )
     routes.sort(key=lambda r: r.name)
-    return RouteTable(tuple(routes), tuple(errors))
+    return RouteTable(tuple(routes), tuple(errors), tuple(statuses))
 
 
 def translate_rule(
@@ -431,6 +483,18 @@ def translate_rule(
         except mirroring.ConfigError as e:
             raise TranslationError(str(e)) from e
 
+    try:
+        effects = route_plugins.parse(
+            plugins,
+            {  # the last one listed is the one APISIX gets
+                p.get("name", ""): f"{path}.plugins[{i}].config"
+                for i, p in enumerate(rule.get("plugins") or [])
+                if p.get("enable") is True
+            },
+        )
+    except route_plugins.ConfigError as e:
+        raise TranslationError(str(e)) from e
+
     backends = rule.get("backends") or []
     if not backends:
         raise TranslationError(f"Expected at least one backend - at {path}.backends")
@@ -474,6 +538,7 @@ def translate_rule(
         timeout=_timeout(rule.get("timeout"), f"{path}.timeout"),
         disabled_plugins=tuple(disabled),
         mirror=mirror,
+        effects=effects,
     )
 
 
@@ -557,11 +622,14 @@ def translate_backend(
 
     service = services.get((namespace, service_name))
     if service is None:
-        return empty(port_ref, f"service {namespace}/{service_name} not found")
+        raise BackendNotFound(
+            f"service {namespace}/{service_name} not found - at {path}.serviceName"
+        )
     svc_port = _service_port(service, port_ref)
     if svc_port is None:
-        return empty(
-            port_ref, f"port {port_ref!r} not defined in service {namespace}/{service_name}"
+        raise BackendNotFound(
+            f"port {port_ref!r} not defined in service {namespace}/{service_name}"
+            f" - at {path}.servicePort"
         )
     number = int(svc_port.get("port") or 0)
     name = compose_upstream_name(namespace, service_name, subset, number, granularity)

@@ -343,9 +343,6 @@ def test_subset_in_upstream_name():
 @pytest.mark.parametrize(
     ("bk", "services", "eps", "error"),
     [
-        (backend("nope"), SERVICES, ENDPOINTS, "service test/nope not found"),
-        (backend("podinfo", port=81), SERVICES, ENDPOINTS, "port 81 not defined"),
-        (backend("podinfo", port="grpc"), SERVICES, ENDPOINTS, "port 'grpc' not defined"),
         (backend("podinfo"), SERVICES, {}, "no ready endpoints"),
         (
             backend("podinfo"),
@@ -368,11 +365,42 @@ def test_backend_without_nodes_keeps_the_route_with_an_error(bk, services, eps, 
     assert error in route.upstream.error
 
 
+@pytest.mark.parametrize(
+    ("bk", "error"),
+    [
+        (backend("nope"), "service test/nope not found - at test/r: $.spec.http[1].backends[1]"),
+        (backend("podinfo", port=81), "port 81 not defined in service test/podinfo"),
+        (backend("podinfo", port="grpc"), "port 'grpc' not defined in service test/podinfo"),
+    ],
+)
+def test_missing_backend_service_or_port_rejects_the_whole_apisixroute(bk, error):
+    ar = apisix_route("r", [rule("good"), rule("bad", backends=[backend("podinfo"), bk])])
+    table = translation.translate([ar], SERVICES, ENDPOINTS)
+    assert table.routes == ()
+    assert len(table.errors) == 1
+    assert error in table.errors[0]
+    (status,) = table.statuses
+    assert (status.key, status.rejected, status.ok) == (("test", "r"), True, False)
+
+
+def test_a_rejected_apisixroute_leaves_the_others_alone():
+    table = translation.translate(
+        [
+            apisix_route("bad", [rule(backends=[backend("nope")])]),
+            apisix_route("good", [rule()]),
+        ],
+        SERVICES,
+        ENDPOINTS,
+    )
+    assert [r.name for r in table.routes] == ["test_good_podinfo"]
+    assert [(s.name, s.ok) for s in table.statuses] == [("bad", False), ("good", True)]
+
+
 def test_other_namespace_services_are_not_used():
     ar = apisix_route("r", [rule(backends=[backend("podinfo")])], namespace="prod")
-    route = one(ar)
-    assert route.name == "prod_r_podinfo"
-    assert "prod/podinfo not found" in route.upstream.error
+    table = translation.translate([ar], SERVICES, ENDPOINTS)
+    assert table.routes == ()
+    assert "service prod/podinfo not found" in table.errors[0]
 
 
 def test_route_json_is_what_apisix_admin_would_show():
