@@ -17,6 +17,9 @@ Endpoints (podinfo's, answering JSON):
 ``GET /metrics``       Prometheus text: ``http_requests_total{method,path,status}``
 =====================  ==========================================================
 
+The app logs a JSON line when it starts listening and one per request except the probes and
+``/metrics`` (``PodApp.log_lines``, a ``logs.LogBuffer``): what ``kubectl logs`` prints.
+
 Fault injection (``SANDBOX_LATENCY_MS``, ``--random-delay``, ``SANDBOX_ERROR_RATE``,
 ``--random-error``, in that order) applies to every path except the probes (``/healthz``,
 ``/readyz...``) and ``/metrics``, like podinfo's own fault-injection exclusions. (podinfo's
@@ -38,6 +41,7 @@ from typing import Any
 from aiohttp import web
 
 from sandbox.app import config as app_config
+from sandbox.app import logs
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +84,7 @@ class PodApp:
         self._sites: list[web.TCPSite] = []
         self.addresses: list[tuple[str, int]] = []
         self.requests: collections.Counter[tuple[str, str, int]] = collections.Counter()
+        self.log_lines = logs.LogBuffer()
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -111,6 +116,10 @@ class PodApp:
         site = web.TCPSite(self._runner, host, port, reuse_address=True)
         await site.start()
         self._sites.append(site)
+        self.log_lines.closed = False
+        self.log_lines.write(
+            "Starting HTTP Server", version=self.config.version, addr=f"{host}:{port}"
+        )
         self.addresses.append((host, port))
         log.debug(
             "pod app %s (%s) listening on %s:%s",
@@ -124,6 +133,7 @@ class PodApp:
         """Stop listening and drop in-flight requests after ``shutdown_timeout_s``. Idempotent."""
         runner, self._runner = self._runner, None
         self._sites.clear()
+        self.log_lines.close()
         self.addresses.clear()
         if runner is None:
             return
@@ -150,9 +160,23 @@ class PodApp:
             response = await handler(request)
         except web.HTTPException as exc:
             self.requests[(request.method, path, exc.status)] += 1
+            self._log_request(request, exc.status)
             raise
         self.requests[(request.method, path, response.status)] += 1
+        self._log_request(request, response.status)
         return response
+
+    def _log_request(self, request: web.Request, code: int) -> None:
+        if _exempt(request.path):
+            return
+        self.log_lines.write(
+            "request",
+            method=request.method,
+            uri=request.path_qs,
+            status=code,
+            remote=request.remote or "",
+            user_agent=request.headers.get("User-Agent", ""),
+        )
 
     @web.middleware
     async def _faults(self, request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -2,9 +2,10 @@
 
 kubectl reads them to decide whether the server validates fields itself: it looks for the
 resource's PATCH operation carrying ``x-kubernetes-group-version-kind`` and a
-``fieldValidation`` query parameter (see shared/reference/kubectl-wire.md). Built-in kinds get
-no component schemas, so ``kubectl apply`` computes strategic merge patches from the types
-compiled into it; custom resources carry their CRD's ``openAPIV3Schema`` (``kubectl explain``).
+``fieldValidation`` query parameter (see shared/reference/kubectl-wire.md). Built-in kinds carry
+the real schemas of the Kubernetes version the server reports (``builtin_schemas``), which
+``kubectl explain`` prints and ``kubectl apply`` reads patch strategies from; custom resources
+carry their CRD's ``openAPIV3Schema``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import hashlib
 import json
 from typing import Any
 
+from sandbox.kube import builtin_schemas, discovery
 from sandbox.kube import registry as registry_mod
 from sandbox.kube.store import ResourceType
 
@@ -52,6 +54,11 @@ _WRITE_PARAMS = [
 
 
 def _component_name(rtype: ResourceType) -> str:
+    if not rtype.custom:
+        minor = discovery.KUBE_VERSION["minor"]
+        known = builtin_schemas.name_of(minor, rtype.group, rtype.version, rtype.kind)
+        if known is not None:
+            return known
     group = ".".join(reversed(rtype.group.split("."))) if rtype.group else "io.k8s.api.core"
     return f"{group}.{rtype.version}.{rtype.kind}"
 
@@ -135,16 +142,48 @@ def _group_versions(reg: registry_mod.Registry) -> dict[str, list[ResourceType]]
     return out
 
 
-def document(reg: registry_mod.Registry, gv_path: str) -> Doc | None:
-    """The OpenAPI v3 document of one group-version (``api/v1``, ``apis/apps/v1``)."""
+# documents by what they are built from: the index hashes every document on each kubectl call
+_documents: dict[str, tuple[str, Doc]] = {}
+
+
+def _cache_key(gv_path: str, types: list[ResourceType]) -> str:
+    parts = [
+        (t.plural, t.kind, t.namespaced, t.custom, t.schema)
+        for t in sorted(types, key=lambda t: t.plural)
+    ]
+    return json.dumps([gv_path, parts], sort_keys=True, default=str)
+
+
+def _cached(reg: registry_mod.Registry, gv_path: str) -> tuple[str, Doc] | None:
     types = _group_versions(reg).get(gv_path)
     if not types:
         return None
+    key = _cache_key(gv_path, types)
+    found = _documents.get(key)
+    if found is None:
+        doc = _build(gv_path, types)
+        found = _documents[key] = (_hash(doc), doc)
+        if len(_documents) > 256:  # CRDs come and go in tests: forget the oldest
+            del _documents[next(iter(_documents))]
+    return found
+
+
+def document(reg: registry_mod.Registry, gv_path: str) -> Doc | None:
+    """The OpenAPI v3 document of one group-version (``api/v1``, ``apis/apps/v1``)."""
+    found = _cached(reg, gv_path)
+    return None if found is None else found[1]
+
+
+def _build(gv_path: str, types: list[ResourceType]) -> Doc:
     paths: dict[str, Doc] = {}
     schemas: dict[str, Doc] = {}
+    builtin: list[str] = []
     for rtype in sorted(types, key=lambda t: t.plural):
         paths.update(_paths(rtype))
-        if rtype.schema is not None:
+        name = _component_name(rtype)
+        if not rtype.custom and name.startswith("io.k8s."):
+            builtin.append(name)
+        elif rtype.schema is not None:
             schemas[_component_name(rtype)] = {
                 **rtype.schema,
                 "x-kubernetes-group-version-kind": [_gvk(rtype)],
@@ -153,9 +192,12 @@ def document(reg: registry_mod.Registry, gv_path: str) -> Doc | None:
             # a placeholder without the GVK extension: kubectl then computes strategic merge
             # patches from its compiled-in types, which know every patchMergeKey
             schemas[_component_name(rtype)] = {"type": "object"}
+    if builtin:
+        minor = discovery.KUBE_VERSION["minor"]
+        schemas.update(builtin_schemas.closure(minor, tuple(sorted(builtin))))
     return {
         "openapi": "3.0.0",
-        "info": {"title": "Kubernetes", "version": "v1.32.0"},
+        "info": {"title": "Kubernetes", "version": f"v1.{discovery.KUBE_VERSION['minor']}.0"},
         "paths": paths,
         "components": {"schemas": schemas},
     }
@@ -168,7 +210,7 @@ def _hash(doc: Doc) -> str:
 def index(reg: registry_mod.Registry) -> Doc:
     paths = {}
     for gv_path in sorted(_group_versions(reg)):
-        doc = document(reg, gv_path)
-        assert doc is not None
-        paths[gv_path] = {"serverRelativeURL": f"/openapi/v3/{gv_path}?hash={_hash(doc)}"}
+        found = _cached(reg, gv_path)
+        assert found is not None
+        paths[gv_path] = {"serverRelativeURL": f"/openapi/v3/{gv_path}?hash={found[0]}"}
     return {"paths": paths}

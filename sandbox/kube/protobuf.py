@@ -1,7 +1,7 @@
 """Decoding the Kubernetes protobuf bodies kubectl sends for a few kinds.
 
-kubectl's typed clients (``kubectl create namespace|configmap|secret|serviceaccount``, the RBAC
-kinds, ``kubectl auth can-i``'s SelfSubjectAccessReview) send
+kubectl's typed clients (``kubectl create namespace|configmap|secret|serviceaccount|deployment``,
+``kubectl create service``, the RBAC kinds, ``kubectl auth can-i``'s SelfSubjectAccessReview) send
 ``application/vnd.kubernetes.protobuf`` bodies and do not fall back to JSON. The body is the
 ``k8s\\x00`` magic and a ``runtime.Unknown`` envelope (typeMeta, raw) whose ``raw`` is the
 object in the field numbering of the Kubernetes ``generated.proto`` files. This module knows
@@ -40,7 +40,7 @@ OBJECT_META: Schema = {
     3: ("namespace", "string", None),
     5: ("uid", "string", None),
     6: ("resourceVersion", "string", None),
-    7: ("generation", "int", None),
+    7: ("generation", "int?", None),
     8: ("creationTimestamp", "time", None),
     9: ("deletionTimestamp", "time", None),
     10: ("deletionGracePeriodSeconds", "int", None),
@@ -96,7 +96,136 @@ _BINDING: Schema = {
     ),
 }
 
+# the workload kinds ``kubectl create deployment|service`` send; status is not decoded, and
+# fields outside these schemas (volumes, probes, affinity ...) are dropped
+_LABEL_SELECTOR: Schema = {
+    1: ("matchLabels", "map", "string"),
+    2: (
+        "matchExpressions",
+        "messages",
+        {
+            1: ("key", "string", None),
+            2: ("operator", "string", None),
+            3: ("values", "strings", None),
+        },
+    ),
+}
+_CONTAINER: Schema = {
+    1: ("name", "string", None),
+    2: ("image", "string", None),
+    3: ("command", "strings", None),
+    4: ("args", "strings", None),
+    5: ("workingDir", "string", None),
+    6: (
+        "ports",
+        "messages",
+        {
+            1: ("name", "string", None),
+            2: ("hostPort", "int?", None),
+            3: ("containerPort", "int", None),
+            4: ("protocol", "string", None),
+            5: ("hostIP", "string", None),
+        },
+    ),
+    7: ("env", "messages", {1: ("name", "string", None), 2: ("value", "string", None)}),
+    8: (
+        "resources",
+        "message",
+        {1: ("limits", "map", "quantity"), 2: ("requests", "map", "quantity")},
+    ),
+    13: ("terminationMessagePath", "string", None),
+    14: ("imagePullPolicy", "string", None),
+    16: ("stdin", "bool?", None),
+    17: ("stdinOnce", "bool?", None),
+    18: ("tty", "bool?", None),
+    20: ("terminationMessagePolicy", "string", None),
+}
+_POD_SPEC: Schema = {
+    2: ("containers", "messages", _CONTAINER),
+    3: ("restartPolicy", "string", None),
+    4: ("terminationGracePeriodSeconds", "int", None),
+    6: ("dnsPolicy", "string", None),
+    7: ("nodeSelector", "map", "string"),
+    8: ("serviceAccountName", "string", None),
+    11: ("hostNetwork", "bool?", None),
+    15: ("imagePullSecrets", "messages", _LOCAL_REF),
+    19: ("schedulerName", "string", None),
+    20: ("initContainers", "messages", _CONTAINER),
+}
+_DEPLOYMENT: Schema = {
+    1: ("metadata", "message", OBJECT_META),
+    2: (
+        "spec",
+        "message",
+        {
+            1: ("replicas", "int", None),
+            2: ("selector", "message", _LABEL_SELECTOR),
+            3: (
+                "template",
+                "message",
+                {1: ("metadata", "message", OBJECT_META), 2: ("spec", "message", _POD_SPEC)},
+            ),
+            4: (
+                "strategy",
+                "message",
+                {
+                    1: ("type", "string", None),
+                    2: (
+                        "rollingUpdate",
+                        "message",
+                        {
+                            1: ("maxUnavailable", "intorstr", None),
+                            2: ("maxSurge", "intorstr", None),
+                        },
+                    ),
+                },
+            ),
+            5: ("minReadySeconds", "int?", None),
+            6: ("revisionHistoryLimit", "int", None),
+            7: ("paused", "bool?", None),
+            9: ("progressDeadlineSeconds", "int", None),
+        },
+    ),
+}
+_SERVICE: Schema = {
+    1: ("metadata", "message", OBJECT_META),
+    2: (
+        "spec",
+        "message",
+        {
+            1: (
+                "ports",
+                "messages",
+                {
+                    1: ("name", "string", None),
+                    2: ("protocol", "string", None),
+                    3: ("port", "int", None),
+                    4: ("targetPort", "intorstr", None),
+                    5: ("nodePort", "int?", None),
+                    6: ("appProtocol", "string", None),
+                },
+            ),
+            2: ("selector", "map", "string"),
+            3: ("clusterIP", "string", None),
+            4: ("type", "string", None),
+            5: ("externalIPs", "strings", None),
+            7: ("sessionAffinity", "string", None),
+            10: ("externalName", "string", None),
+            11: ("externalTrafficPolicy", "string", None),
+            12: ("healthCheckNodePort", "int?", None),
+            13: ("publishNotReadyAddresses", "bool?", None),
+            17: ("ipFamilyPolicy", "string", None),
+            18: ("clusterIPs", "strings", None),
+            19: ("ipFamilies", "strings", None),
+            22: ("internalTrafficPolicy", "string", None),
+        },
+    ),
+}
+
 KINDS: dict[str, Schema] = {
+    # kubectl create deployment|service
+    "Deployment": _DEPLOYMENT,
+    "Service": _SERVICE,
     # kubectl create role|clusterrole|rolebinding|clusterrolebinding
     "Role": _ROLE,
     "ClusterRole": _ROLE,  # aggregationRule is not decoded
@@ -188,7 +317,21 @@ def _map_entry(data: bytes, value_type: str) -> tuple[str, Any]:
     raw = entry.get(2, b"")
     if value_type == "bytes":
         return key, base64.b64encode(raw).decode()
+    if value_type == "quantity":  # resource.Quantity is a message holding its string form
+        return key, {n: v for n, _, v in _fields(raw)}.get(1, b"").decode()
     return key, raw.decode()
+
+
+def _signed(value: int) -> int:
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _int_or_string(data: bytes) -> int | str:
+    """An ``intstr.IntOrString``: type (0 int, 1 string), intVal, strVal."""
+    fields = {n: v for n, _, v in _fields(data)}
+    if fields.get(1, 0) == 1:
+        return bytes(fields.get(3, b"")).decode()
+    return _signed(fields.get(2, 0))
 
 
 def decode_message(data: bytes, schema: Schema) -> dict[str, Any]:
@@ -201,9 +344,14 @@ def decode_message(data: bytes, schema: Schema) -> dict[str, Any]:
             if value:  # gogo-protobuf writes empty strings too; JSON leaves them out
                 out[name] = value.decode()
         elif kind == "int":
-            out[name] = value - (1 << 64) if value >= 1 << 63 else value
+            out[name] = _signed(value)
         elif kind == "bool":
             out[name] = bool(value)
+        elif kind in ("int?", "bool?"):  # non-pointer fields JSON leaves out when zero
+            if value:
+                out[name] = bool(value) if kind == "bool?" else _signed(value)
+        elif kind == "intorstr":
+            out[name] = _int_or_string(value)
         elif kind == "time":
             if value:
                 out[name] = _time(value)

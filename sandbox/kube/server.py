@@ -7,6 +7,8 @@ One catch-all route parses the path the way the real server does:
 * ``/openapi/v3`` and ``/openapi/v3/<gv>``: OpenAPI v3 (``openapi``); ``/openapi/v2``: 404;
 * ``/api/v1/[namespaces/<ns>/]<plural>[/<name>[/<sub>]]`` and the same under
   ``/apis/<g>/<v>``: the REST verbs (``handlers``) and watches (``watching``);
+* ``/api/v1/namespaces/<ns>/pods/<name>/log``: the container's log lines (``podlogs``);
+  ``.../portforward``, ``exec``, ``attach``: a ``Status`` saying they are not simulated;
 * ``/healthz``, ``/livez``, ``/readyz``: ``ok``;
 * ``POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews``: ``kubectl auth can-i``.
 
@@ -31,7 +33,17 @@ from typing import Any
 from aiohttp import web
 
 from sandbox import faults
-from sandbox.kube import access, authentication, discovery, handlers, openapi, status, watching
+from sandbox.kube import (
+    access,
+    authentication,
+    discovery,
+    handlers,
+    openapi,
+    podlogs,
+    registry,
+    status,
+    watching,
+)
 from sandbox.kube.selectors import SelectorError
 from sandbox.kube.store import NotFound, StoreError
 
@@ -113,6 +125,13 @@ async def _discovery(api: handlers.Api, request: web.Request, parts: list[str]) 
 async def _resource(
     api: handlers.Api, request: web.Request, parts: list[str]
 ) -> web.StreamResponse:
+    if len(parts) == 7 and parts[:3] == ["api", "v1", "namespaces"] and parts[4] == "pods":
+        namespace, name, sub = parts[3], parts[5], parts[6]
+        if sub == "log" and request.method == "GET":
+            return await podlogs.serve(api.store, api.stop, request, namespace, name)
+        if sub in podlogs.STREAMING_SUBRESOURCES:
+            api.store.get(registry.PODS, namespace, name)  # a missing pod is a 404 first
+            raise podlogs.not_simulated(sub, name)
     target = parse_target(api, parts)
     if target is None:
         raise _not_found_path()

@@ -83,7 +83,7 @@ def test_namespace_and_secret() -> None:
     ("body", "message"),
     [
         (b"{}", "magic"),
-        (_envelope("apps/v1", "Deployment", b""), "not Deployment"),
+        (_envelope("apps/v1", "StatefulSet", b""), "not StatefulSet"),
         (protobuf.MAGIC + b"\x0a\xff", "truncated"),
     ],
 )
