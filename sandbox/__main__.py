@@ -23,11 +23,13 @@ kubeconfig --service-account NS:NAME [--out PATH]
         write a kubeconfig acting as that ServiceAccount against the running stack's
         Kubernetes API (default <dir>/kubeconfig-NS-NAME) and print its path: RBAC applies
         to it (the stack's own kubeconfig is cluster-admin).
-fault NAME [--for 10s] [--verb VERB]... [--path PREFIX]...
+fault NAME [--for 10s] [--verb VERB]... [--path PREFIX]... [--pod [NS/]POD]... [-n NS]
         a test control (sandbox.faults): kube-503 / kube-timeout (the Kubernetes API answers
         503 / holds requests for that long, optionally only those verbs and path prefixes),
-        drop-watches (ends every open watch), metrics-gone (the gateway's Prometheus endpoint
-        answers 503 for that long), clear (everything off, on both).
+        drop-watches (ends every open watch), pod-unready (the kubelet reports those pods not
+        ready for that long, whatever their probes say; --pod is NAME in -n NS, default
+        "default", or NS/NAME), metrics-gone (the gateway's Prometheus endpoint answers 503
+        for that long), clear (everything off, on both).
 
 Ports: each has a fixed default, used when it is free on 127.0.0.1, else the OS picks a free
 one (--free-ports: always the OS). Defaults: NATS 4222, Prometheus 9090, Kubernetes API 6443,
@@ -37,7 +39,9 @@ services' health ports 8081-8085 (watcher, analyzer, traffic-shifter, webhook-ru
 The env file and `status` show the ports in use.
 
 Environment: SANDBOX_DIR (state directory, default <repo>/.sandbox), SANDBOX_FREE_PORTS=1,
-SANDBOX_POD_NETWORK (CIDR of pod IPs, default 127.42.0.0/16; two stacks at once need two).
+SANDBOX_POD_NETWORK (CIDR of pod IPs; default: the first of 127.42.0.0/16, 127.44-49.0.0/16
+that no other running stack uses, so two stacks can run at once; a given one in use by another
+stack fails at start).
 """
 
 from __future__ import annotations
@@ -83,10 +87,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     start.add_argument(
         "--pod-network",
         type=ipaddress.IPv4Network,
-        default=ipaddress.IPv4Network(
-            os.environ.get("SANDBOX_POD_NETWORK") or stack.DEFAULT_POD_NETWORK
-        ),
-        help="loopback CIDR for pod IPs (env SANDBOX_POD_NETWORK; default %(default)s)",
+        default=os.environ.get("SANDBOX_POD_NETWORK") or None,
+        help="loopback CIDR for pod IPs (env SANDBOX_POD_NETWORK; default: the first free of "
+        "127.42.0.0/16, 127.44-49.0.0/16)",
     )
     start.add_argument(
         "--timeout",
@@ -141,6 +144,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     fault.add_argument("--for", dest="seconds", type=_duration, help="how long, e.g. 10s")
     fault.add_argument("--verb", action="append", default=[], help="only these verbs")
     fault.add_argument("--path", action="append", default=[], help="only these path prefixes")
+    fault.add_argument(
+        "--pod", action="append", default=[], help="pod-unready: this pod (NAME or NS/NAME)"
+    )
+    fault.add_argument(
+        "-n", "--namespace", default="default", help="namespace of --pod NAME (default: default)"
+    )
     return parser.parse_args(argv)
 
 
@@ -172,6 +181,8 @@ def _fault(args: argparse.Namespace) -> int:
         body["verbs"] = [v.upper() for v in args.verb]
     if args.path:
         body["paths"] = args.path
+    if args.pod:
+        body["pods"] = [p if "/" in p else f"{args.namespace}/{p}" for p in args.pod]
     kube = f"http://{stack.HOST}:{state.ports['kube']}"
     gateway = f"http://{stack.HOST}:{state.ports['gateway_metrics']}"
     targets = {"metrics-gone": [gateway], "clear": [kube, gateway]}.get(args.name, [kube])
@@ -206,7 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     match args.command:
         case "up":
-            if not args.pod_network.subnet_of(ipaddress.IPv4Network("127.0.0.0/8")):
+            if args.pod_network is not None and not args.pod_network.subnet_of(
+                ipaddress.IPv4Network("127.0.0.0/8")
+            ):
                 print("sandbox: --pod-network must be inside 127.0.0.0/8", file=sys.stderr)
                 return 2
             sluice_env: dict[str, str] | None = None

@@ -178,7 +178,7 @@ def up(
     root: pathlib.Path = stack.DEFAULT_DIR,
     *,
     free_ports: bool = False,
-    pod_network: ipaddress.IPv4Network = stack.DEFAULT_POD_NETWORK,
+    pod_network: ipaddress.IPv4Network | None = None,
     timeout: float = READY_TIMEOUT,
     out: TextIO = sys.stdout,
     sluice_env: Mapping[str, str] | None = None,
@@ -187,7 +187,9 @@ def up(
     """Start the stack in the background and return once everything answers (0), or say that
     it already runs (0); 1 with a message naming the component and its log when it fails.
     With ``sluice_env`` (even empty) Sluice's five services run too, with those variables.
-    ``standalone_mode``: the standalone stack (``sandbox.standalone``) instead."""
+    ``standalone_mode``: the standalone stack (``sandbox.standalone``) instead.
+    ``pod_network``: None picks one no other running stack uses (``stack.choose_pod_network``);
+    a given one that another stack uses fails at once, before anything starts."""
     layout = Layout(root.resolve())
     with _locked(layout):
         try:
@@ -214,6 +216,14 @@ def up(
             layout.state.unlink(missing_ok=True)  # left over from a stack that died
         layout.env.unlink(missing_ok=True)
 
+        if standalone_mode:
+            pod_network = pod_network or stack.DEFAULT_POD_NETWORK  # no pods: nothing to claim
+        else:
+            try:
+                pod_network = stack.choose_pod_network(pod_network)
+            except stack.PodNetworkError as e:
+                print(f"sandbox: {e}", file=sys.stderr)
+                return 1
         ports = stack.choose_ports(free_ports, standalone.PORTS if standalone_mode else None)
         state = State(ports, str(pod_network))
         try:

@@ -8,7 +8,10 @@ the official client never ask for it):
   a 503 ``Status`` (reason ``ServiceUnavailable``) for ``seconds``; ``kube-timeout`` holds every
   matching request without answering for ``seconds`` (then serves it, as a stalled apiserver
   that recovers would); ``drop-watches`` ends every open watch stream at once (clients resume
-  from their last resourceVersion). ``verbs`` (``GET``, ``PATCH``, …) and ``paths`` (path
+  from their last resourceVersion); ``pod-unready`` makes the kubelet report the named
+  ``pods`` (``namespace/name``) not ready for ``seconds`` whatever their probes answer, as a
+  pod whose readiness check fails for a while (Endpoints drop it, the Deployment loses an
+  available replica), then ready again at the next probe. ``verbs`` (``GET``, ``PATCH``, …) and ``paths`` (path
   prefixes, e.g. ``/apis/flagger.app/``) narrow ``kube-503`` / ``kube-timeout`` to matching
   requests; a request with the header ``X-Sandbox-Unfaulted: 1`` is never faulted (an
   observer that must keep seeing the cluster).
@@ -17,7 +20,8 @@ the official client never ask for it):
   series go stale, as when APISIX's exporter disappears.
 
 ``POST /sandbox/faults`` with a JSON body ``{"fault": "kube-503", "seconds": 10, "verbs":
-["PATCH"], "paths": ["/apis/flagger.app/"]}`` switches one on (200 with the active switches);
+["PATCH"], "paths": ["/apis/flagger.app/"]}`` or ``{"fault": "pod-unready", "seconds": 10,
+"pods": ["test/podinfo-7d9f8-abcde"]}`` switches one on (200 with the active switches);
 ``{"fault": "clear"}`` switches everything off; ``GET /sandbox/faults`` lists what is active.
 A bad body is a 400 naming the field and what was expected. ``python -m sandbox fault`` is
 the same from a shell.
@@ -37,7 +41,8 @@ from aiohttp import web
 
 PATH = "/sandbox/faults"
 UNFAULTED_HEADER = "X-Sandbox-Unfaulted"
-KUBE_FAULTS = ("kube-503", "kube-timeout", "drop-watches", "clear")
+KUBE_FAULTS = ("kube-503", "kube-timeout", "drop-watches", "pod-unready", "clear")
+POD_UNREADY = "pod-unready"
 GATEWAY_FAULTS = ("metrics-gone", "clear")
 MAX_SECONDS = 3600.0
 VERBS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"})
@@ -53,6 +58,7 @@ class Request:
     seconds: float = 0.0
     verbs: frozenset[str] = frozenset()
     paths: tuple[str, ...] = ()
+    pods: tuple[str, ...] = ()  # namespace/name, for pod-unready
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {"fault": self.fault}
@@ -62,6 +68,8 @@ class Request:
             body["verbs"] = sorted(self.verbs)
         if self.paths:
             body["paths"] = list(self.paths)
+        if self.pods:
+            body["pods"] = list(self.pods)
         return body
 
 
@@ -87,13 +95,27 @@ def parse(body: Any, allowed: Sequence[str]) -> Request:
         not isinstance(p, str) or not p.startswith("/") for p in paths
     ):
         raise FaultError(f"paths: expected a list of path prefixes starting with /, got {paths!r}")
-    unknown = set(body) - {"fault", "seconds", "verbs", "paths"}
+    pods = body.get("pods", [])
+    if not isinstance(pods, list) or any(not _pod_key(p) for p in pods):
+        raise FaultError(f"pods: expected a list of namespace/name, got {pods!r}")
+    if fault == POD_UNREADY and not pods:
+        raise FaultError("pods: expected at least one namespace/name for pod-unready")
+    if fault != POD_UNREADY and pods:
+        raise FaultError(f"pods: only pod-unready takes pods, not {fault}")
+    unknown = set(body) - {"fault", "seconds", "verbs", "paths", "pods"}
     if unknown:
         raise FaultError(
-            f"{sorted(unknown)[0]}: unknown field (expected fault, seconds, verbs, paths)"
+            f"{sorted(unknown)[0]}: unknown field (expected fault, seconds, verbs, paths, pods)"
         )
     duration = float(seconds) if timed and isinstance(seconds, int | float) else 0.0
-    return Request(str(fault), duration, frozenset(verbs), tuple(paths))
+    return Request(str(fault), duration, frozenset(verbs), tuple(paths), tuple(pods))
+
+
+def _pod_key(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    namespace, sep, name = value.partition("/")
+    return bool(sep and namespace and name and "/" not in name)
 
 
 @dataclasses.dataclass
@@ -122,6 +144,11 @@ class Switches:
         elif request.fault == "drop-watches":
             self._drop.set()
             self._drop = asyncio.Event()  # watches opened from now on live on
+        elif request.fault == POD_UNREADY:  # a window per pod
+            until = time.monotonic() + request.seconds
+            for pod in request.pods:
+                one = dataclasses.replace(request, pods=(pod,))
+                self._windows[f"{POD_UNREADY} {pod}"] = _Window(one, until)
         else:
             self._windows[request.fault] = _Window(request, time.monotonic() + request.seconds)
 
@@ -135,6 +162,10 @@ class Switches:
             del self._windows[fault]
             return 0.0
         return left if not method or window.matches(method, path) else 0.0
+
+    def pod_unready(self, namespace: str, name: str) -> float:
+        """Seconds the pod's readiness stays paused (0 when it is not)."""
+        return self.active(f"{POD_UNREADY} {namespace}/{name}")
 
     @property
     def dropped(self) -> asyncio.Event:

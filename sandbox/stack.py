@@ -30,11 +30,17 @@ from collections.abc import Mapping
 
 from sandbox import prometheus as sandbox_prometheus
 from sandbox import readiness
+from sandbox.kube import cluster as kube_cluster
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_DIR = REPO_ROOT / ".sandbox"
 HOST = readiness.HOST
 DEFAULT_POD_NETWORK = ipaddress.IPv4Network("127.42.0.0/16")  # ClusterSettings' default
+# Pod networks ``up`` picks from when none is given, in order (127.43 is the Service network).
+POD_NETWORK_CANDIDATES = tuple(
+    ipaddress.IPv4Network(f"127.{n}.0.0/16") for n in (42, 44, 45, 46, 47, 48, 49)
+)
+POD_NETWORK_SETTING = "--pod-network / SANDBOX_POD_NETWORK"
 SCRAPE_INTERVAL = "1s"
 METRICS_PATH = "/apisix/prometheus/metrics"
 
@@ -126,6 +132,31 @@ def choose_ports(
         for sock in held:
             sock.close()
     return ports
+
+
+class PodNetworkError(Exception):
+    """No usable pod network (the message names the setting to change)."""
+
+
+def choose_pod_network(given: ipaddress.IPv4Network | None = None) -> ipaddress.IPv4Network:
+    """``given`` when no running cluster claims it, else ``PodNetworkError``; without one, the
+    first of ``POD_NETWORK_CANDIDATES`` that no running cluster claims (each simulated cluster
+    holds its node's kubelet port on the network, ``sandbox.kube.cluster``)."""
+    if given is not None:
+        if kube_cluster.pod_network_in_use(given):
+            raise PodNetworkError(
+                f"pod network {given} is in use by another running stack; give this one "
+                f"another with {POD_NETWORK_SETTING} (e.g. 127.46.0.0/16)"
+            )
+        return given
+    for candidate in POD_NETWORK_CANDIDATES:
+        if not kube_cluster.pod_network_in_use(candidate):
+            return candidate
+    tried = ", ".join(str(n) for n in POD_NETWORK_CANDIDATES)
+    raise PodNetworkError(
+        f"every default pod network is in use by other running stacks ({tried}); give this "
+        f"one a free loopback /16 with {POD_NETWORK_SETTING}"
+    )
 
 
 def _python(module: str, **flags: object) -> tuple[str, ...]:

@@ -1,8 +1,8 @@
 """Garbage collection and namespace deletion, the parts of ``Store`` that delete for you.
 
-* deleting an owner deletes its dependents (ownerReferences naming its uid) — background
-  and foreground propagation alike (the simulator does not block the owner on them) — or,
-  with ``Orphan``, strips the references instead; a dependent that another existing owner
+* deleting an owner deletes its dependents (ownerReferences naming its uid) after it
+  (background propagation; foreground deletion, which removes the owner last, is
+  ``Store._delete_foreground``) or, with ``Orphan``, strips the references instead; a dependent that another existing owner
   still holds is kept and only loses the reference to the deleted one;
 * deleting a namespace marks it ``Terminating``, deletes everything in it, and removes it once
   it is empty and has no finalizers left.

@@ -1,6 +1,12 @@
 """The REST verbs on one resource: list, get, create, update, patch, delete, deletecollection,
 and the ``status`` and ``scale`` subresources.
 
+Lists honour ``limit`` and ``continue`` as the apiserver does (kubectl sends ``limit=500``, and
+``--chunk-size``): at most ``limit`` items, ``metadata.continue`` while more remain (with
+``remainingItemCount`` when no selector is given), every page at the first page's
+resourceVersion; a token this server did not write is a 400, one whose resourceVersion left
+the kept history a 410 ``Expired``.
+
 Each handler gets the parsed ``Target`` (resource type, namespace, name, subresource) and the
 shared ``Api`` (store, registry, settings); errors are raised as ``StoreError`` subclasses and
 turned into ``Status`` answers by the server's middleware. Watches live in ``watching``.
@@ -9,6 +15,8 @@ turned into ``Status`` answers by the server's middleware. Watches live in ``wat
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import copy
 import dataclasses
 import json
@@ -20,7 +28,7 @@ from aiohttp import web
 from sandbox.kube import admission, patch, protobuf, selectors, status, tables
 from sandbox.kube import registry as registry_mod
 from sandbox.kube.config import ClusterSettings
-from sandbox.kube.store import Conflict, NotFound, ResourceType, Store, now_rfc3339
+from sandbox.kube.store import Conflict, Gone, NotFound, ResourceType, Store, now_rfc3339
 
 Obj = dict[str, Any]
 
@@ -170,20 +178,82 @@ def _scale_of(obj: Obj) -> Obj:
 # ---------------------------------------------------------------------------- reads
 
 
+CONTINUE_VERSION = "meta.k8s.io/v1"  # what a continue token says it is
+EXPIRED_CONTINUE = (
+    "The provided continue parameter is too old to display a consistent list result. You can "
+    "start a new list without the continue parameter."
+)
+
+
+def _encode_continue(rv: int, last: Obj) -> str:
+    meta = last["metadata"]
+    token = {"v": CONTINUE_VERSION, "rv": rv, "start": [meta.get("namespace", ""), meta["name"]]}
+    return base64.urlsafe_b64encode(json.dumps(token).encode()).decode()
+
+
+def _decode_continue(api: Api, value: str) -> tuple[int, tuple[str, str]]:
+    """The resourceVersion a chunked list started at and the last key it returned; 400 for a
+    token this server did not write, 410 Expired once that resourceVersion is out of the kept
+    history (as the apiserver after etcd compaction)."""
+    try:
+        token = json.loads(base64.urlsafe_b64decode(value.encode() + b"=" * (-len(value) % 4)))
+        rv, start = token["rv"], token["start"]
+        if token.get("v") != CONTINUE_VERSION or not isinstance(rv, int) or rv < 1:
+            raise ValueError("not a continue token of this server")
+        if not (
+            isinstance(start, list) and len(start) == 2 and all(isinstance(p, str) for p in start)
+        ):
+            raise ValueError("no start key")
+    except (ValueError, TypeError, KeyError, binascii.Error) as exc:
+        raise status.BadRequest(f"invalid continue token: {exc}") from exc
+    try:
+        api.store.check_resource_version(rv)
+    except Gone as exc:
+        raise Gone(EXPIRED_CONTINUE) from exc
+    return rv, (start[0], start[1])
+
+
+def _limit(request: web.Request) -> int:
+    raw = request.query.get("limit", "")
+    try:
+        return int(raw) if raw else 0
+    except ValueError as exc:
+        raise status.BadRequest(f"limit: expected an integer, got {raw!r}") from exc
+
+
 def list_objects(api: Api, request: web.Request, target: Target) -> web.Response:
+    """A list; with ``limit`` at most that many items and a ``continue`` token in the list's
+    metadata when more remain (the next page lists the keys after the last one returned)."""
     rtype = target.rtype
     labels = selectors.parse_labels(request.query.get("labelSelector"))
     fields = selectors.parse_fields(request.query.get("fieldSelector"))
+    limit, cont = _limit(request), request.query.get("continue", "")
+    if cont and request.query.get("resourceVersion"):
+        raise status.BadRequest("specifying resource version is not allowed when using continue")
     items, rv = api.store.list(rtype, target.namespace, labels, fields)
+    if cont:
+        rv, start = _decode_continue(api, cont)
+        items = [
+            i for i in items if (i["metadata"].get("namespace", ""), i["metadata"]["name"]) > start
+        ]
+    list_meta: Obj = {"resourceVersion": str(rv)}
+    if limit > 0 and len(items) > limit:
+        remaining = len(items) - limit
+        items = items[:limit]
+        list_meta["continue"] = _encode_continue(rv, items[-1])
+        if labels is None and fields is None:
+            list_meta["remainingItemCount"] = remaining
     items = [in_version(item, rtype) for item in items]
     if tables.wants_table(request.headers.get("Accept", "")):
         include = request.query.get("includeObject", "Metadata")
-        return respond(tables.table(rtype, items, str(rv), include))
+        table = tables.table(rtype, items, str(rv), include)
+        table["metadata"] = list_meta
+        return respond(table)
     return respond(
         {
             "kind": f"{rtype.kind}List",
             "apiVersion": rtype.api_version,
-            "metadata": {"resourceVersion": str(rv)},
+            "metadata": list_meta,
             "items": items,
         }
     )

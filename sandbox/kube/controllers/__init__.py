@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 
+from sandbox import faults
 from sandbox.kube import config as kconfig
 from sandbox.kube import registry as kregistry
 from sandbox.kube import store as kstore
@@ -33,11 +34,13 @@ async def run_all(
     *,
     controller_settings: ControllerSettings | None = None,
     app_factory: kubelet.AppFactory | None = None,
+    switches: faults.Switches | None = None,
 ) -> None:
     """Run every controller until cancelled (or until one of them fails, which re-raises).
 
     On return every pod app has stopped listening and every task and timer is gone.
     ``app_factory`` replaces the podinfo-like app for every container (tests, other images).
+    ``switches``: the API server's fault switches (the kubelet honours ``pod-unready``).
     """
     tuning = controller_settings or ControllerSettings()
     for rtype in kregistry.BUILTIN:  # the garbage collector must know the built-in types
@@ -45,7 +48,7 @@ async def run_all(
     controllers = (
         deployment.DeploymentController(store, tuning),
         replicaset.ReplicaSetController(store, tuning),
-        kubelet.Kubelet(store, settings, tuning, app_factory),
+        kubelet.Kubelet(store, settings, tuning, app_factory, switches),
         endpoints.EndpointsController(store, settings, tuning),
         hpa.HPAController(store, registry, tuning),
     )

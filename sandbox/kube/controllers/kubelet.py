@@ -11,7 +11,8 @@ bound first, standing in for the scheduler) a worker task:
 3. writes ``phase: Running``, IPs, ``startTime``, ``containerStatuses`` and the conditions
    PodScheduled / Initialized / ContainersReady / Ready (not ready yet);
 4. after ``ClusterSettings.pod_ready_delay`` probes readiness (``probes``) every
-   ``probe_period_s`` and writes Ready / ContainersReady when they change.
+   ``probe_period_s`` and writes Ready / ContainersReady when they change; while the fault
+   switch ``pod-unready`` (``sandbox.faults``) names the pod, every probe counts as failed.
 
 When the pod is deleted (or run is cancelled) the worker stops the apps and frees the IP.
 Liveness probes, restarts, init containers and image changes of a running pod are not simulated.
@@ -29,9 +30,11 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from sandbox import faults
+from sandbox.app import logs as app_logs
 from sandbox.app import server as app_server
 from sandbox.kube import config as kconfig
-from sandbox.kube import registry
+from sandbox.kube import podlogs, registry
 from sandbox.kube import store as kstore
 from sandbox.kube.controllers import events, ipam, objects, podenv, probes, reconciling
 from sandbox.kube.controllers import settings as csettings
@@ -72,8 +75,10 @@ class Kubelet:
         cluster: kconfig.ClusterSettings,
         settings: csettings.ControllerSettings,
         app_factory: AppFactory | None = None,
+        switches: faults.Switches | None = None,
     ) -> None:
         self.store = store
+        self.switches = switches  # pod-unready pauses a pod's readiness
         self.cluster = cluster
         self.settings = settings
         self.ips = ipam.IPAllocator(cluster.pod_network)
@@ -184,6 +189,7 @@ class Kubelet:
             log.exception("pod %s/%s: worker failed", *key)
         finally:
             for container in containers:
+                podlogs.of(self.store).remove(*key, container.spec.get("name", ""), uid)
                 with contextlib.suppress(Exception):
                     await container.app.stop()
             self.ips.release(uid)
@@ -206,6 +212,12 @@ class Kubelet:
             resolved["env"] = podenv.resolve(self.store, pod, spec)
             container = _Container(spec, self.app_factory(resolved, pod), ports)
             started.append(container)
+            buf = getattr(container.app, "log_lines", None)
+            if isinstance(buf, app_logs.LogBuffer):  # what kubectl logs prints
+                meta = pod["metadata"]
+                podlogs.of(self.store).add(
+                    meta["namespace"], meta["name"], spec.get("name", ""), meta["uid"], buf
+                )
             for port in ports:
                 try:
                     await container.app.start(ip, port)
@@ -247,8 +259,14 @@ class Kubelet:
     ) -> None:
         assert self._session is not None
         changed = False
+        paused = self.switches.pod_unready(*key) if self.switches is not None else 0.0
         for container in containers:
-            if container.error:
+            if paused > 0:
+                ready, why = (
+                    False,
+                    f"readiness paused by the sandbox fault pod-unready ({paused:.0f}s left)",
+                )
+            elif container.error:
                 ready, why = False, container.error
             elif container.target is None:
                 ready, why = container.app.ready, "container is not ready"
