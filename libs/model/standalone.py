@@ -12,8 +12,8 @@ and carries the same ``analysis`` section as a Flagger Canary::
       route:
         id: podinfo               # the route whose traffic is split
       upstreams:
-        stable:                   # optional: the route's own upstream when left out
-          id: podinfo-stable
+        stable:                   # optional: the route's own upstream when left out;
+          id: podinfo-stable      # an id (promotion writes the canary's nodes into it)
         canary:
           nodes: ["10.0.0.12:9898"]   # or id: podinfo-canary
       revision: "6.0.0"           # optional: the version running when the canary is applied
@@ -197,6 +197,14 @@ def problems(obj: ApisixCanary) -> list[tuple[str, str]]:
             )
         )
     stable, canary = obj.spec.upstreams.stable, obj.spec.upstreams.canary
+    if stable is not None and stable.id is None and stable.nodes is not None:
+        found.append(
+            (
+                "spec.upstreams.stable.nodes",
+                "expected an upstream id instead: promotion writes the canary's nodes into the "
+                "stable upstream (leave stable out to use the route's own upstream)",
+            )
+        )
     if stable is not None and stable.id is not None and stable.id == canary.id:
         found.append(("spec.upstreams.canary.id", "expected an upstream other than the stable one"))
     if (

@@ -18,6 +18,7 @@ from libs import messages, streams
 from libs.model.documents import load_documents
 from libs.standalone import applying
 from libs.standalone import store as canary_store
+from sandbox.gateway import app as gateway
 from tests.fixtures.nats import NatsServer
 from tests.fixtures.services import ServiceFactory
 from tests.sandbox.e2e import support
@@ -33,7 +34,7 @@ metadata:
 spec:
   route: {id: podinfo}
   upstreams:
-    stable: {nodes: ["127.0.0.11:9001"]}
+    stable: {id: podinfo-stable}
     canary: {nodes: {"127.0.0.1:9002": 1, "127.0.0.1:9003": 2}}
   revision: "6.0.0"
   analysis:
@@ -82,6 +83,29 @@ async def rollout(nc: Client, revision: str, name: str = "podinfo") -> messages.
 async def test_canaries_rollouts_and_files(
     nats_server: NatsServer, nc: Client, service: ServiceFactory, tmp_path: pathlib.Path
 ) -> None:
+    async with gateway.Gateway(None, admin_key="admin-key") as apisix:
+        await _canaries_rollouts_and_files(apisix, nats_server, nc, service, tmp_path)
+
+
+async def _canaries_rollouts_and_files(
+    apisix: gateway.Gateway,
+    nats_server: NatsServer,
+    nc: Client,
+    service: ServiceFactory,
+    tmp_path: pathlib.Path,
+) -> None:
+    # the stable upstream, given by id: its nodes come from the Admin API
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http,
+        http.put(
+            f"{apisix.admin_url}/apisix/admin/upstreams/podinfo-stable",
+            json={"nodes": {"127.0.0.11:9001": 1}},
+            headers={"X-API-KEY": "admin-key"},
+        ) as resp,
+    ):
+        assert resp.status in (200, 201), await resp.text()
+    key_file = tmp_path / "admin-key"
+    key_file.write_text("admin-key\n")
     canaries, workloads, templates_kv = await buckets(nc)
     detected: list[messages.RevisionDetected] = []
 
@@ -98,6 +122,8 @@ async def test_canaries_rollouts_and_files(
         nats_server.url,
         SLUICE_MODE="standalone",
         SLUICE_CANARIES_DIR=str(files),
+        SLUICE_APISIX_ADMIN_URL=apisix.admin_url,
+        SLUICE_APISIX_ADMIN_KEY_FILE=str(key_file),
     )
     await watcher.ready()
 
