@@ -32,6 +32,7 @@ from nats.aio.msg import Msg
 
 from libs import messages
 from sandbox import control, processes, stack
+from sandbox.kube import cluster as kube_cluster
 from tests.fixtures import services
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
@@ -49,8 +50,15 @@ class Result:
 
 
 def random_pod_network() -> ipaddress.IPv4Network:
-    """A /16 of its own (the simulator's unit tests use 127.100-250; stay below them)."""
-    return ipaddress.IPv4Network(f"127.{random.randint(50, 99)}.0.0/16")
+    """A /16 of its own that no running stack claims (the simulator's unit tests use
+    127.100-250, so stay below them): two test runs, or a test run beside a developer's
+    stack, must not share pod addresses."""
+    candidates = [ipaddress.IPv4Network(f"127.{n}.0.0/16") for n in range(50, 100)]
+    random.shuffle(candidates)
+    for network in candidates:
+        if not kube_cluster.pod_network_in_use(network):
+            return network
+    return candidates[0]  # all taken: `sandbox up` refuses it, naming the setting
 
 
 def sandbox_command(*args: str) -> list[str]:
