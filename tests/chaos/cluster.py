@@ -11,6 +11,7 @@ stack's start, a few seconds a run.
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import os
 import pathlib
@@ -48,6 +49,10 @@ class World:
         self.env: dict[str, str] = {}
         self.nats_url = ""
         self.spawned: list[processes.Handle] = []  # stack processes restarted by a fault
+        # one at a time per process: two faults on one service overlapping (a kill and a kill
+        # mid load test) take turns, as one pod killed twice does; without this both would
+        # start a replacement, and the second would find the first on its port
+        self._turns: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
 
     # ------------------------------------------------------------------ start and stop
 
@@ -88,15 +93,20 @@ class World:
 
     async def kill_service(self, name: str, down_s: float) -> None:
         """SIGKILL ``name``; start a new one ``down_s`` later and wait until it is ready."""
-        self.services[name].kill()
-        await asyncio.sleep(down_s)
-        self.services[name] = self.factory(name, self.nats_url, **self.env)
-        await self.services[name].ready()
+        async with self._turns[name]:
+            self.services[name].kill()
+            await asyncio.sleep(down_s)
+            self.services[name] = self.factory(name, self.nats_url, **self.env)
+            await self.services[name].ready()
 
     async def restart_component(self, name: str, down_s: float) -> None:
         """Stop the stack's ``name`` (``nats``, ``prometheus``) and start it again ``down_s``
         later with the same command (same port, same store); the state file follows, so
         ``sandbox down`` stops the new process."""
+        async with self._turns[name]:
+            await self._restart_component(name, down_s)
+
+    async def _restart_component(self, name: str, down_s: float) -> None:
         layout = stack.Layout(self.root / "stack")
         state = control.State.load(layout)
         assert state is not None
