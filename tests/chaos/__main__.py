@@ -15,6 +15,7 @@ import json
 import pathlib
 import random
 import shutil
+import signal
 import sys
 import tempfile
 from typing import TextIO
@@ -89,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir or pathlib.Path(tempfile.mkdtemp(prefix="sluice-chaos-"))
     workdir.mkdir(parents=True, exist_ok=True)
     print(f"chaos: {args.runs} runs from seed {seed} in {workdir}", flush=True)
+    # SIGTERM as Ctrl-C: the run under way stops its stack (left running, it would hold its
+    # pod network and ports and break the next stack on this machine)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     results = asyncio.run(session(args.runs, seed, workdir))
     print(report(results))
     if args.json:
