@@ -23,7 +23,6 @@ import dataclasses
 import datetime
 import ipaddress
 import pathlib
-import random
 import shlex
 import socket
 import sys
@@ -108,45 +107,17 @@ class Layout:
         return self.root / "logs" / f"{name}.log"
 
 
-# Free ports are drawn below the kernel's ephemeral range: a port the OS hands out from that
-# range can be taken by any outgoing connection's local end while its listener restarts (a
-# killed service, a restarted NATS), and the new listener would then fail "address in use".
-LISTEN_RANGE = (20000, 32000)
-RANDOM_TRIES = 200
-
-
-def ephemeral_range() -> tuple[int, int]:
-    """The kernel's range for outgoing connections' local ports (Linux; a default elsewhere)."""
-    try:
-        text = pathlib.Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
-        low, high = text.split()
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return 32768, 60999
-
-
-def _listen_candidates(count: int) -> list[int]:
-    """Random ports below the ephemeral range (the OS's pick when the range leaves no room)."""
-    low, _ = ephemeral_range()
-    top = min(LISTEN_RANGE[1], low - 1)
-    if top <= LISTEN_RANGE[0]:
-        return [0]
-    return [*random.sample(range(LISTEN_RANGE[0], top), min(count, top - LISTEN_RANGE[0])), 0]
-
-
 def choose_ports(
     free_ports: bool = False, extra: Mapping[str, int] | None = None
 ) -> dict[str, int]:
     """The rule: each port is its fixed default (``DEFAULT_PORTS``, then ``extra``) when that
-    is free on 127.0.0.1, else a free port below the kernel's ephemeral range
-    (``LISTEN_RANGE``); ``free_ports`` skips the defaults. All ports are held open together
-    while choosing, so no two come out equal."""
+    is free on 127.0.0.1, else a free port the OS picks; ``free_ports`` skips the defaults. All
+    ports are held open together while choosing, so no two come out equal."""
     held: list[socket.socket] = []
     ports: dict[str, int] = {}
     try:
         for name, default in {**DEFAULT_PORTS, **SLUICE_HEALTH_PORTS, **(extra or {})}.items():
-            candidates = _listen_candidates(RANDOM_TRIES)
-            for candidate in candidates if free_ports else [default, *candidates]:
+            for candidate in (0,) if free_ports else (default, 0):
                 sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 try:
