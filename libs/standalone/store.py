@@ -18,8 +18,9 @@ analyzer steps (``standalone.to_canary``), with the route and upstreams in ``api
 
 from __future__ import annotations
 
+import datetime
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import msgspec
 from nats.js.kv import KeyValue
@@ -32,8 +33,6 @@ ATTEMPTS = 8  # compare-and-set rounds before a write that keeps losing gives up
 
 
 def _rfc3339(ms: int) -> str:
-    import datetime
-
     return (
         datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.UTC)
         .isoformat(timespec="seconds")
@@ -274,6 +273,3 @@ class CanaryStore:
                 messages.ENCODER.encode(value),
                 last=int(resource_version),
             )
-
-
-Reader = Callable[[messages.CanaryRef], Awaitable[tuple[canary_model.Canary, str]]]
