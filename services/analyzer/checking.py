@@ -21,6 +21,7 @@ import asyncio
 import hashlib
 import logging
 import weakref
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 
 from libs import errors, messages
@@ -36,6 +37,9 @@ TemplateSource = Callable[[str, str], Awaitable[templates.MetricTemplate | None]
 SecretSource = Callable[[str, str], Awaitable[Mapping[str, bytes | str]]]
 
 QUERIES_PER_CLIENT = 10  # the Prometheus client's connection pool (requests' default per host)
+# Prometheus clients kept at once; the least recently used beyond this is closed (a deleted
+# template's client, or a metrics server no canary names any more, would otherwise stay forever)
+MAX_CLIENTS = 128
 
 
 class Checker:
@@ -50,7 +54,9 @@ class Checker:
         self.templates = templates_source
         self.secrets = secrets
         self.timeout_s = timeout_s
-        self._clients: dict[tuple[str, str], prometheus.Prometheus] = {}
+        # key -> (credentials fingerprint, client), least recently used first
+        self._clients: OrderedDict[str, tuple[str, prometheus.Prometheus]] = OrderedDict()
+        self._closing: set[asyncio.Task[None]] = set()
         # queries at once per client: no more than its connection pool keeps (more would open
         # and drop a connection each), and the rest of the worker threads stay free for the
         # status writes instead of queueing behind a slow Prometheus
@@ -59,9 +65,40 @@ class Checker:
         )
 
     async def close(self) -> None:
-        for client in self._clients.values():
-            await client.close()
+        clients = [client for _, client in self._clients.values()]
         self._clients.clear()
+        for client in clients:
+            await client.close()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+
+    @property
+    def client_count(self) -> int:
+        return len(self._clients)
+
+    def _cached(
+        self, key: str, fingerprint: str, make: Callable[[], prometheus.Prometheus]
+    ) -> prometheus.Prometheus:
+        """The client for ``key``; a new fingerprint (rotated credentials) replaces the old one,
+        and beyond ``MAX_CLIENTS`` the least recently used is closed."""
+        found = self._clients.get(key)
+        if found is not None and found[0] == fingerprint:
+            self._clients.move_to_end(key)
+            return found[1]
+        if found is not None:
+            self._retire(found[1])
+        client = make()
+        self._clients[key] = (fingerprint, client)
+        while len(self._clients) > MAX_CLIENTS:
+            _, (_, oldest) = self._clients.popitem(last=False)
+            self._retire(oldest)
+        return client
+
+    def _retire(self, client: prometheus.Prometheus) -> None:
+        # queries under way on it finish; its pooled connections are closed
+        task = asyncio.get_running_loop().create_task(client.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     async def check(self, canary: canary_model.Canary) -> machine.MetricsOutcome:
         ordered = sorted(
@@ -104,10 +141,11 @@ class Checker:
     ) -> prometheus.Prometheus:
         if template is None:
             address = canary.spec.metrics_server or self.default_address
-            key = ("", address)
-            if key not in self._clients:
-                self._clients[key] = prometheus.Prometheus(address, timeout_s=self.timeout_s)
-            return self._clients[key]
+            return self._cached(
+                f"address {address}",
+                "",
+                lambda: prometheus.Prometheus(address, timeout_s=self.timeout_s),
+            )
         provider = template.spec.provider
         if provider.type != "prometheus":
             raise errors.Unsupported(
@@ -123,12 +161,13 @@ class Checker:
             )
         # one client per template and credentials: a rotated Secret gets a new one
         fingerprint = hashlib.sha256(repr(sorted((credentials or {}).items())).encode()).hexdigest()
-        key = (f"{template.metadata.namespace}/{template.metadata.name}", fingerprint)
-        if key not in self._clients:
-            self._clients[key] = prometheus.Prometheus.from_provider(
+        return self._cached(
+            f"template {template.metadata.namespace}/{template.metadata.name}",
+            fingerprint,
+            lambda: prometheus.Prometheus.from_provider(
                 provider, credentials, timeout_s=self.timeout_s
-            )
-        return self._clients[key]
+            ),
+        )
 
     def gate(self, client: prometheus.Prometheus) -> asyncio.Semaphore:
         """The queries of ``client`` that may run at once (``QUERIES_PER_CLIENT``)."""

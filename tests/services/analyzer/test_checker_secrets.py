@@ -4,7 +4,8 @@ the halt message (which becomes a Halted event and an alert), not in a log line.
 The credentials come from the template's ``secretRef`` (a basic-auth password, a bearer token)
 or sit in its provider address (``http://user:password@host``). Each template is checked by the
 analyzer's ``Checker`` against a real Prometheus (which ignores the Authorization header), a
-closed port and a query Prometheus refuses, so that every error path is taken once.
+closed port and a query Prometheus refuses, so that every error path is taken once. A rotated
+Secret replaces its template's client, and the clients kept are bounded.
 """
 
 from __future__ import annotations
@@ -118,3 +119,47 @@ async def test_credentials_appear_in_no_event_halt_or_log_line(
         + [record.getMessage() for record in caplog.records]
     )
     assert [value for value in (PASSWORD, TOKEN, URL_PASSWORD) if value in told] == []
+
+
+async def test_a_rotated_secret_replaces_the_templates_client(
+    prometheus_factory: Callable[..., PrometheusServer],
+) -> None:
+    prom = prometheus_factory([])
+    found = template("guarded", "vector(1)", prom.url, "rotating")
+    current = {"username": "sluice", "password": "first"}
+
+    async def source(namespace: str, name: str) -> templates.MetricTemplate | None:
+        return found
+
+    async def secrets(namespace: str, name: str) -> Mapping[str, str]:
+        return dict(current)
+
+    subject = checking.Checker(prom.url, source, secrets, timeout_s=5)
+    try:
+        assert (await subject.check(canary_with(metric("guarded")))).ok
+        current["password"] = "second"
+        assert (await subject.check(canary_with(metric("guarded")))).ok
+        # one client for the template, with the new password; the old one was closed
+        assert subject.client_count == 1
+    finally:
+        await subject.close()
+
+
+async def test_clients_beyond_the_cap_are_closed_least_recently_used_first(
+    prometheus_factory: Callable[..., PrometheusServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(checking, "MAX_CLIENTS", 2)
+    prom = prometheus_factory([])
+    found = {name: template(name, "vector(1)", prom.url, "") for name in ("a", "b", "c")}
+
+    async def source(namespace: str, name: str) -> templates.MetricTemplate | None:
+        return found.get(name)
+
+    subject = checking.Checker(prom.url, source, None, timeout_s=5)
+    try:
+        for name in ("a", "b", "c", "a"):
+            assert (await subject.check(canary_with(metric(name)))).ok, name
+            assert subject.client_count <= 2
+        assert subject.client_count == 2
+    finally:
+        await subject.close()
