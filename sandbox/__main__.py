@@ -26,7 +26,8 @@ kubeconfig --service-account NS:NAME [--out PATH]
 fault NAME [--for 10s] [--verb VERB]... [--path PREFIX]... [--pod [NS/]POD]... [-n NS]
         a test control (sandbox.faults): kube-503 / kube-timeout (the Kubernetes API answers
         503 / holds requests for that long, optionally only those verbs and path prefixes),
-        drop-watches (ends every open watch), pod-unready (the kubelet reports those pods not
+        drop-watches (ends every open watch; with --for, also every watch opened for that
+        long, within a second), pod-unready (the kubelet reports those pods not
         ready for that long, whatever their probes say; --pod is NAME in -n NS, default
         "default", or NS/NAME), metrics-gone (the gateway's Prometheus endpoint answers 503
         for that long), clear (everything off, on both).

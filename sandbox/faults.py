@@ -8,7 +8,9 @@ the official client never ask for it):
   a 503 ``Status`` (reason ``ServiceUnavailable``) for ``seconds``; ``kube-timeout`` holds every
   matching request without answering for ``seconds`` (then serves it, as a stalled apiserver
   that recovers would); ``drop-watches`` ends every open watch stream at once (clients resume
-  from their last resourceVersion); ``pod-unready`` makes the kubelet report the named
+  from their last resourceVersion) and, given ``seconds``, keeps doing so for that long: every
+  watch opened meanwhile sends what it starts with and ends within ``DROP_AFTER_S``, as behind a
+  load balancer that keeps cutting long requests; ``pod-unready`` makes the kubelet report the named
   ``pods`` (``namespace/name``) not ready for ``seconds`` whatever their probes answer, as a
   pod whose readiness check fails for a while (Endpoints drop it, the Deployment loses an
   available replica), then ready again at the next probe. ``verbs`` (``GET``, ``PATCH``, …) and ``paths`` (path
@@ -45,6 +47,7 @@ KUBE_FAULTS = ("kube-503", "kube-timeout", "drop-watches", "pod-unready", "clear
 POD_UNREADY = "pod-unready"
 GATEWAY_FAULTS = ("metrics-gone", "clear")
 MAX_SECONDS = 3600.0
+DROP_AFTER_S = 1.0  # how long a watch opened during a drop-watches window lives
 VERBS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -81,7 +84,7 @@ def parse(body: Any, allowed: Sequence[str]) -> Request:
     if fault not in allowed:
         raise FaultError(f"fault: expected one of {', '.join(allowed)}, got {fault!r}")
     seconds = body.get("seconds")
-    timed = fault not in ("clear", "drop-watches")
+    timed = fault != "clear" and (fault != "drop-watches" or seconds is not None)
     if timed:
         if isinstance(seconds, bool) or not isinstance(seconds, int | float):
             raise FaultError(f"seconds: expected a number of seconds, got {seconds!r}")
@@ -143,7 +146,9 @@ class Switches:
             self._windows.clear()
         elif request.fault == "drop-watches":
             self._drop.set()
-            self._drop = asyncio.Event()  # watches opened from now on live on
+            self._drop = asyncio.Event()  # watches opened from now on live on ...
+            if request.seconds:  # ... unless they open within the window
+                self._windows[request.fault] = _Window(request, time.monotonic() + request.seconds)
         elif request.fault == POD_UNREADY:  # a window per pod
             until = time.monotonic() + request.seconds
             for pod in request.pods:
@@ -166,6 +171,11 @@ class Switches:
     def pod_unready(self, namespace: str, name: str) -> float:
         """Seconds the pod's readiness stays paused (0 when it is not)."""
         return self.active(f"{POD_UNREADY} {namespace}/{name}")
+
+    def watch_lifetime(self) -> float | None:
+        """How long a watch opened now may live: ``DROP_AFTER_S`` within a ``drop-watches``
+        window, else None (until it ends by itself)."""
+        return DROP_AFTER_S if self.active("drop-watches") > 0 else None
 
     @property
     def dropped(self) -> asyncio.Event:

@@ -96,7 +96,9 @@ async def serve(
     timeout = _timeout(query.get("timeoutSeconds"))
     bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
     as_table = tables.wants_table(request.headers.get("Accept", ""))
-    dropped = request.app[faults.SWITCHES].dropped  # drop-watches sets it (sandbox.faults)
+    switches = request.app[faults.SWITCHES]
+    dropped = switches.dropped  # drop-watches sets it (sandbox.faults)
+    lifetime = switches.watch_lifetime()  # within a drop-watches window: cut soon
     include = query.get("includeObject", "Metadata")
 
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
@@ -135,6 +137,8 @@ async def serve(
         for event in sub.backlog:
             if (shown := _filtered(event, matches)) is not None:
                 await response.write(encode(*shown))
+        if lifetime is not None:
+            timeout = lifetime if timeout is None else min(timeout, lifetime)
         deadline = None if timeout is None else time.monotonic() + timeout
         while not api.stop.is_set():
             wait = api.settings.bookmark_interval if bookmarks else None

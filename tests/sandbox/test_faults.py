@@ -155,12 +155,44 @@ async def test_drop_watches_ends_open_streams_and_new_ones_live_on(
                 break
 
 
+async def test_drop_watches_for_a_while_cuts_every_watch_opened_meanwhile(
+    cluster: Cluster, http: aiohttp.ClientSession
+) -> None:
+    url = cluster.url + "/api/v1/namespaces?watch=1"
+    answer = await switch(http, cluster.url, fault="drop-watches", seconds=3)
+    assert [a["fault"] for a in answer["active"]] == ["drop-watches"]
+    async with http.get(url) as during:
+        assert during.status == 200
+        first = json.loads(await during.content.readline())
+        assert first["type"] == "ADDED"  # it starts as every watch does ...
+        await asyncio.wait_for(during.content.read(), 10)  # ... and is cut
+        assert during.content.at_eof()
+
+    async def window_over() -> int:
+        async with http.get(cluster.url + faults.PATH) as resp:
+            return 200 if not (await resp.json())["active"] else 503
+
+    await until_ok(window_over, "the drop-watches window")
+    async with http.get(url) as after:
+        await after.content.readline()
+        await asyncio.sleep(faults.DROP_AFTER_S + 0.5)  # longer than a cut watch lives
+        namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "later"}}
+        async with http.post(cluster.url + "/api/v1/namespaces", json=namespace) as resp:
+            assert resp.status == 201
+        while True:
+            line = await asyncio.wait_for(after.content.readline(), 10)
+            assert line, "a watch opened after the window was cut"
+            if json.loads(line)["object"]["metadata"]["name"] == "later":
+                break
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
         ({"fault": "kube-404"}, "fault: expected one of kube-503"),
         ({"fault": "kube-503"}, "seconds: expected a number"),
         ({"fault": "kube-503", "seconds": -1}, "seconds: expected more than 0"),
+        ({"fault": "drop-watches", "seconds": "1m"}, "seconds: expected a number"),
         ({"fault": "kube-503", "seconds": 1, "verbs": ["FETCH"]}, "verbs: expected a list"),
         ({"fault": "kube-503", "seconds": 1, "paths": ["api"]}, "paths: expected a list"),
         ({"fault": "clear", "for": 1}, "for: unknown field"),
