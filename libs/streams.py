@@ -133,6 +133,14 @@ TASKS = Bucket(
     ttl_s=60.0,
     description="webhook-runner: load-test tasks running now",
 )
+# A step's events from just before its status write until they are published (one key per
+# canary), so that a write whose answer was lost or a replica that died in between cannot lose
+# them; whichever replica takes the next step tells them (services/analyzer/committing.py).
+OUTBOX = Bucket(
+    name="sluice_outbox",
+    ttl_s=24 * 3600.0,
+    description="analyzer: events of status writes not yet told",
+)
 # Standalone mode: each canary's APISIX route as it was before Sluice changed it, so deleting
 # the canary gives it back exactly (key <namespace>.<canary>; written once, deleted on revert).
 ROUTES = Bucket(

@@ -24,6 +24,7 @@ from libs.adapters import kubernetes
 from libs.standalone import store as canary_store
 from services.analyzer import (
     checking,
+    committing,
     controlling,
     driving,
     handlers,
@@ -112,7 +113,7 @@ async def setup(rt: lifecycle.Runtime, cfg: Settings) -> None:
         rt.js,
         streams=(streams.EVENTS, streams.TICKS, streams.DEAD),
         consumers=(streams.ANALYZER_TICKS, streams.ANALYZER_HINTS),
-        buckets=(streams.WORKLOADS, streams.CANARIES, streams.TEMPLATES),
+        buckets=(streams.WORKLOADS, streams.CANARIES, streams.TEMPLATES, streams.OUTBOX),
         timeout_s=cfg.nats_request_timeout_s,
         replicas=cfg.stream_replicas,
     )
@@ -134,6 +135,7 @@ async def setup(rt: lifecycle.Runtime, cfg: Settings) -> None:
             command_timeout_s=cfg.step_command_timeout_s,
             on_checked=recorder.checked,
             on_stepped=recorder.step_overhead.observe,
+            outbox=committing.KvOutbox(rt, await rt.js.key_value(streams.OUTBOX.name)),
         )
         analyzer = handlers.Analyzer(
             rt, driver, min_interval_s=cfg.min_interval_s, recorder=recorder

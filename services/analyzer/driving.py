@@ -15,8 +15,9 @@ For one tick:
    canary, the status revision the step started from and its position, so a publish retried
    (NATS restarting) is stored once. Publishing first would leave a phantom in the event
    stream whenever the commit is lost: a step that never happened, or, taken again, a weight
-   step told twice. A write that timed out may still land: ``committing`` keeps its events
-   until the canary is observed again, and tells them if it did.
+   step told twice. Between the write and the publish the step's events wait in the outbox
+   (``committing``): a write that timed out may still land, a replica may die before it
+   publishes, and whichever replica takes the canary's next step tells them if it did.
 """
 
 from __future__ import annotations
@@ -122,6 +123,7 @@ class Driver:
         command_timeout_s: float = 30.0,
         on_checked: Callable[[messages.MetricChecked], None] | None = None,
         on_stepped: Callable[[float], None] | None = None,
+        outbox: committing.Outbox | None = None,
     ) -> None:
         self.rt = rt
         self.observations = observations
@@ -135,8 +137,8 @@ class Driver:
         self._reported: dict[tuple[str, str], int] = {}
         # the generation and error of each canary whose refused command was told about
         self._refused: dict[tuple[str, str], str] = {}
-        # status writes that timed out: their events go out if they turn out to have landed
-        self._unconfirmed = committing.Unconfirmed()
+        # committed (or maybe committed) steps' events until they are published
+        self.outbox: committing.Outbox = outbox or committing.MemoryOutbox()
 
     async def take_step(self, ref: messages.CanaryRef, now_ms: int) -> canary_model.Canary | None:
         """One step; the canary with its new status (None when it does not exist any more)."""
@@ -148,15 +150,15 @@ class Driver:
             await self._invalid(ref, observed)
             raise InvalidCanary(f"{ref.name}.{ref.namespace} is invalid")
         canary = observed.canary
-        landed = self._unconfirmed.settle(ref, observed.resource_version, canary.status)
-        if landed is not None:
-            await self._publish(ref, *landed)
         target = canary.spec.target_ref.name
-        # both reads at once: a step's own time is mostly such round trips
-        target_obs, primary_obs = await asyncio.gather(
+        # the reads at once: a step's own time is mostly such round trips
+        target_obs, primary_obs, held = await asyncio.gather(
             self.observations.workload(ref.namespace, target),
             self.observations.workload(ref.namespace, f"{target}-primary"),
+            self.outbox.read(ref),
         )
+        if held is not None:
+            held = await self._settle(ref, held, observed)
         ctx = machine.Context(
             canary=canary,
             status=canary.status or canary_model.CanaryStatus(),
@@ -179,18 +181,35 @@ class Driver:
         except StopIteration as stop:
             outcome: machine.Outcome = stop.value
         status = _validated(outcome.status, now_ms)
-        if status != ctx.status:
-            try:
-                await self.writer.write(canary, observed.resource_version, status)
-            except (errors.Timeout, errors.Unavailable):
-                # the server may still apply it: its events wait for the next observation
-                self._unconfirmed.remember(ref, observed.resource_version, status, outcome.events)
-                raise
+        written = status != ctx.status
+        if written:
+            rv = observed.resource_version
+            await self.outbox.hold(ref, committing.with_attempt(held, rv, status, outcome.events))
+            # a write that fails may still land (a timeout): the outbox tells it if it did
+            await self.writer.write(canary, rv, status)
         if self.on_stepped is not None:
             self.on_stepped(time.perf_counter() - started - waited)
         # committed: only now is the step told (one that lost its compare-and-set told nothing)
         await self._publish(ref, observed.resource_version, outcome.events)
+        if written:
+            await self.outbox.release(ref)
         return msgspec.structs.replace(canary, status=status)
+
+    async def _settle(
+        self,
+        ref: messages.CanaryRef,
+        held: committing.Held,
+        observed: messages.CanaryObservation,
+    ) -> committing.Held | None:
+        """Tell a held step whose write turns out to have landed; the entry if it stays."""
+        assert observed.canary is not None
+        settled = committing.settle(held, observed.resource_version, observed.canary.status)
+        if settled.landed is not None:
+            await self._publish(ref, *settled.landed)
+        if settled.keep:
+            return held
+        await self.outbox.release(ref)
+        return None
 
     async def _publish(
         self, ref: messages.CanaryRef, resource_version: str, events: tuple[messages.EventBase, ...]

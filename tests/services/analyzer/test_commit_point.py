@@ -1,6 +1,8 @@
 """The status write is a step's commit point: a step that loses its compare-and-set (or whose
 write fails) has told integrations nothing, so the event stream never shows a step that did
-not happen (a phantom, or a weight step repeated when the step is taken again)."""
+not happen (a phantom, or a weight step repeated when the step is taken again). A step that
+did commit is told even when its write's answer was lost or its replica died before
+publishing: the outbox holds its events until they are out."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from libs import errors, lifecycle, messages
+from libs import errors, lifecycle, messages, streams
 from libs.model import canary as canary_model
 from services.analyzer import committing, driving, machine
 from tests.services.analyzer.test_machine import seed, workload
@@ -153,8 +155,7 @@ async def test_a_step_that_does_not_commit_publishes_no_event(
     assert "initialized" in [e["kind"] for e in events]
 
 
-def test_an_unconfirmed_write_is_told_only_if_observed_exactly_and_then_forgotten() -> None:
-    held = committing.Unconfirmed()
+def test_a_held_write_is_told_only_if_observed_exactly_and_then_forgotten() -> None:
     first = canary_model.CanaryStatus(phase=canary_model.Phase.INITIALIZED, canary_weight=10)
     second = canary_model.CanaryStatus(phase=canary_model.Phase.INITIALIZED, canary_weight=20)
     event = messages.Halted(
@@ -165,11 +166,81 @@ def test_an_unconfirmed_write_is_told_only_if_observed_exactly_and_then_forgotte
         reason="metric",
         failed_checks=1,
     )
-    held.remember(REF, "7", first, ())
-    held.remember(REF, "7", second, (event,))  # taken again from the same state
-    assert held.settle(REF, "7", None) is None  # not observed since: kept
-    assert held.settle(REF, "8", second) == ("7", (event,))
-    assert held.settle(REF, "9", second) is None  # told once
-    held.remember(REF, "9", first, (event,))
-    assert held.settle(REF, "10", second) is None  # another change landed: forgotten
-    assert held.settle(REF, "11", first) is None
+    held = committing.with_attempt(None, "7", first, ())
+    held = committing.with_attempt(held, "7", second, (event,))  # taken again, same state
+    assert committing.settle(held, "7", None) == committing.Settled(keep=True)  # not observed
+    assert committing.settle(held, "8", second) == committing.Settled(landed=("7", (event,)))
+    assert committing.settle(held, "8", first) == committing.Settled(landed=("7", ()))
+    # another change landed: forgotten
+    assert committing.settle(held, "8", None) == committing.Settled()
+    newer = committing.with_attempt(held, "9", first, (event,))  # a new state starts afresh
+    assert [c.status for c in newer.candidates] == [first]
+
+
+def test_attempts_from_one_state_are_bounded() -> None:
+    held = None
+    for weight in range(committing.MAX_ATTEMPTS + 3):
+        status = canary_model.CanaryStatus(canary_weight=weight)
+        held = committing.with_attempt(held, "7", status, ())
+    assert held is not None
+    weights = [c.status.canary_weight for c in held.candidates]
+    assert weights == list(range(3, committing.MAX_ATTEMPTS + 3))  # the newest kept
+
+
+class Died(BaseException):
+    """The replica is killed right after its status write landed, before it publishes."""
+
+
+async def test_a_replica_that_dies_between_write_and_publish_loses_no_event(
+    runtime: lifecycle.Runtime,
+) -> None:
+    """The outbox is shared: the replica that takes the next step tells the dead one's step,
+    once, and the outbox is empty afterwards."""
+    nc = runtime.nc
+    await streams.declare(runtime.js, buckets=(streams.OUTBOX,))
+    kv = await runtime.js.key_value(streams.OUTBOX.name)
+    await answer_commands(nc)
+    events: list[dict[str, Any]] = []
+
+    async def record(msg: Any) -> None:
+        events.append(json.loads(msg.data))
+
+    await nc.subscribe("sluice.events.test.podinfo.>", cb=record)
+    observed = Observed()
+
+    class DyingWriter(Writer):
+        async def write(
+            self,
+            canary: canary_model.Canary,
+            resource_version: str,
+            status: canary_model.CanaryStatus,
+        ) -> None:
+            observed.applied(status)
+            raise Died
+
+    dying = driving.Driver(
+        runtime,
+        observed,
+        NoMetrics(),
+        DyingWriter(),
+        command_timeout_s=2.0,
+        outbox=committing.KvOutbox(runtime, kv),
+    )
+    with pytest.raises(Died):
+        await dying.take_step(REF, messages.now_ms())
+    await nc.flush()
+    assert events == []
+    assert observed.status.phase == canary_model.Phase.INITIALIZED
+
+    other = driving.Driver(
+        runtime,
+        observed,
+        NoMetrics(),
+        Writer(),
+        command_timeout_s=2.0,
+        outbox=committing.KvOutbox(runtime, kv),
+    )
+    await other.take_step(REF, messages.now_ms())
+    await nc.flush()
+    assert [e["kind"] for e in events].count("initialized") == 1
+    assert await committing.KvOutbox(runtime, kv).read(REF) is None
