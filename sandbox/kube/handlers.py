@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from sandbox.kube import admission, patch, protobuf, selectors, status, tables
+from sandbox.kube import admission, managing, patch, protobuf, selectors, status, tables
 from sandbox.kube import registry as registry_mod
 from sandbox.kube.config import ClusterSettings
 from sandbox.kube.store import Conflict, Gone, NotFound, ResourceType, Store, now_rfc3339
@@ -281,8 +281,19 @@ async def create(api: Api, request: web.Request, target: Target) -> web.Response
             f"POST to all namespaces is not allowed: name a namespace in the path for {rtype.plural}"
         )
     obj = _object_body(await read_body(request), target)
+    managing.force_of(request, apply=False)
+    return _create(api, request, target, obj)
+
+
+def _create(
+    api: Api, request: web.Request, target: Target, obj: Obj, *, applied: bool = False
+) -> web.Response:
+    """Store a new object (POST, and a server-side apply of an absent one, end here)."""
+    rtype = target.rtype
     admission.check_namespace(api.store, rtype, target.namespace)
     warnings = admission.admit(api.store, api.settings, rtype, obj, None, field_validation(request))
+    if not applied:
+        managing.record(request, rtype, None, None, obj)
     if _dry_run(request):
         obj["metadata"].setdefault("creationTimestamp", now_rfc3339())
         return respond(in_version(obj, rtype), 201, warnings)
@@ -290,8 +301,17 @@ async def create(api: Api, request: web.Request, target: Target) -> web.Response
     return respond(in_version(created, rtype), 201, warnings)
 
 
-def _write(api: Api, request: web.Request, target: Target, obj: Obj, current: Obj) -> web.Response:
-    """Store a full new version of an object (PUT and PATCH end here)."""
+def _write(
+    api: Api,
+    request: web.Request,
+    target: Target,
+    obj: Obj,
+    current: Obj,
+    *,
+    applied: bool = False,
+) -> web.Response:
+    """Store a full new version of an object (PUT and PATCH end here); ``applied``: its
+    managedFields were set by a server-side apply, else the write is recorded as an Update."""
     rtype = target.rtype
     if target.subresource == "scale":
         replicas = (obj.get("spec") or {}).get("replicas")
@@ -304,6 +324,7 @@ def _write(api: Api, request: web.Request, target: Target, obj: Obj, current: Ob
         new["spec"]["replicas"] = replicas
         if sent_rv:
             new["metadata"]["resourceVersion"] = sent_rv
+        managing.record(request, rtype, "scale", current, new)
         stored = api.store.update(rtype, new)
         return respond(_scale_of(stored))
     warnings: list[str] = []
@@ -318,13 +339,20 @@ def _write(api: Api, request: web.Request, target: Target, obj: Obj, current: Ob
         )
         if "status" in merged:
             obj["status"] = merged["status"]
+        if not applied:
+            managing.record(request, rtype, target.subresource, current, merged, obj)
     else:
         warnings = admission.admit(
             api.store, api.settings, rtype, obj, current, field_validation(request)
         )
+        if not applied:
+            managing.record(request, rtype, target.subresource, current, obj)
     if _dry_run(request):
         return respond(in_version(obj, rtype), 200, warnings)
-    stored = api.store.update(rtype, obj, subresource=target.subresource)
+    managed = None  # a status write records its writer: the store keeps the rest as stored
+    if target.subresource == "status":
+        managed = obj["metadata"].get("managedFields") or []
+    stored = api.store.update(rtype, obj, subresource=target.subresource, managed_fields=managed)
     return respond(in_version(stored, rtype), 200, warnings)
 
 
@@ -332,8 +360,40 @@ async def update(api: Api, request: web.Request, target: Target) -> web.Response
     if target.name is None:
         raise status.MethodNotAllowed("PUT needs an object name in the path")
     body = _object_body(await read_body(request), target)
+    managing.force_of(request, apply=False)
     current = api.store.get(target.rtype, target.namespace, target.name)
     return _write(api, request, target, body, current)
+
+
+async def _apply(api: Api, request: web.Request, target: Target) -> web.Response:
+    """Server-side apply: create the object when absent, else merge the applied
+    configuration into it; ownership and conflicts are ``managing``'s."""
+    rtype = target.rtype
+    managing.manager_of(request, required=True)
+    if target.subresource == "scale":
+        raise status.BadRequest(
+            "server-side apply of the scale subresource is not supported; apply the "
+            f"{rtype.kind} itself"
+        )
+    body = await read_body(request)
+    if isinstance(body, dict):
+        for field in ("apiVersion", "kind"):
+            if not body.get(field):
+                raise status.BadRequest(
+                    f"the applied configuration has no {field}: expected "
+                    f"{rtype.api_version if field == 'apiVersion' else rtype.kind}"
+                )
+    config = _object_body(body, target)
+    try:
+        live: Obj | None = api.store.get(rtype, target.namespace, target.name or "")
+    except NotFound:
+        if target.subresource:
+            raise
+        live = None
+    obj = managing.apply(request, rtype, target.subresource, live, config)
+    if live is None:
+        return _create(api, request, target, obj, applied=True)
+    return _write(api, request, target, obj, live, applied=True)
 
 
 async def patch_object(api: Api, request: web.Request, target: Target) -> web.Response:
@@ -345,11 +405,8 @@ async def patch_object(api: Api, request: web.Request, target: Target) -> web.Re
     if not rtype.custom:
         accepted += ", application/strategic-merge-patch+json"
     if content_type == "application/apply-patch+yaml":
-        raise status.UnsupportedMediaType(
-            "server-side apply (application/apply-patch+yaml) is not supported by the Sluice "
-            "sandbox; use client-side apply (kubectl apply without --server-side) - accepted "
-            f"media types include: {accepted}"
-        )
+        return await _apply(api, request, target)
+    managing.force_of(request, apply=False)
     if content_type == "application/strategic-merge-patch+json" and rtype.custom:
         raise status.UnsupportedMediaType(
             "the body of the request was in an unknown format - accepted media types include: "

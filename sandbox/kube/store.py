@@ -323,11 +323,24 @@ class Store(collecting.Collecting):
                 break
         return name
 
-    def update(self, rtype: ResourceType, obj: Obj, *, subresource: str | None = None) -> Obj:
-        """Replace an object (PUT semantics). ``subresource="status"`` writes only the status."""
+    def update(
+        self,
+        rtype: ResourceType,
+        obj: Obj,
+        *,
+        subresource: str | None = None,
+        managed_fields: list[Obj] | None = None,
+    ) -> Obj:
+        """Replace an object (PUT semantics). ``subresource="status"`` writes only the status
+        (and ``managed_fields``, when given: the API server records the status writer)."""
         view = self._views.get(rtype.key)
         if view is not None:
-            stored = self.update(view.base, view.from_view(obj), subresource=subresource)
+            stored = self.update(
+                view.base,
+                view.from_view(obj),
+                subresource=subresource,
+                managed_fields=managed_fields,
+            )
             return view.to_view(stored)
         obj = copy.deepcopy(obj)
         meta = obj.setdefault("metadata", {})
@@ -352,6 +365,10 @@ class Store(collecting.Collecting):
                     new["status"] = obj["status"]
                 else:
                     new.pop("status", None)
+                if managed_fields:
+                    new["metadata"]["managedFields"] = copy.deepcopy(managed_fields)
+                elif managed_fields is not None:
+                    new["metadata"].pop("managedFields", None)
                 obj = new
             elif "status" in current:
                 obj["status"] = copy.deepcopy(current["status"])

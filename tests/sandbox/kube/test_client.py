@@ -398,5 +398,5 @@ async def test_errors_are_status_objects(cluster: Cluster) -> None:
             headers={"Content-Type": "application/apply-patch+yaml"},
         ) as response:
             body = await response.json()
-        assert response.status == 415
-        assert "server-side apply" in body["message"]
+        assert response.status == 400  # server-side apply needs a fieldManager
+        assert "fieldManager: Required value" in body["message"]
