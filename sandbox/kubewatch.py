@@ -87,6 +87,9 @@ class Resource:
 SERVICES = Resource("", "v1", "services")
 ENDPOINTS = Resource("", "v1", "endpoints")
 APISIX_ROUTES = Resource("apisix.apache.org", "v2", "apisixroutes")
+APISIX_UPSTREAMS = Resource("apisix.apache.org", "v2", "apisixupstreams")
+APISIX_PLUGIN_CONFIGS = Resource("apisix.apache.org", "v2", "apisixpluginconfigs")
+PODS = Resource("", "v1", "pods")
 
 
 @dataclasses.dataclass(frozen=True)

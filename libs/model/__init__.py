@@ -10,6 +10,8 @@ Modules, by concern:
 - ``templates``   MetricTemplate and query-template variables.
 - ``alerts``      AlertProvider and severity routing.
 - ``apisixroute`` the ApisixRoute ``apisix.apache.org/v2`` object (light checks, CRD).
+- ``apisixupstream``, ``apisixpluginconfig`` the ApisixUpstream and ApisixPluginConfig objects
+  the sandbox gateway reads (checks, CRDs).
 - ``configrefs``  the ConfigMaps/Secrets a pod spec uses and which are tracked (Flagger's rules).
 - ``structural``  the walk of a raw dict against a model that collects every problem.
 - ``validation``  ``validate(docs) -> list[Problem]``: structural pass, decode, semantic rules.

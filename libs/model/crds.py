@@ -16,7 +16,15 @@ from typing import Any
 import msgspec.inspect as mi
 import yaml
 
-from libs.model import alerts, apisixroute, canary, meta, templates
+from libs.model import (
+    alerts,
+    apisixpluginconfig,
+    apisixroute,
+    apisixupstream,
+    canary,
+    meta,
+    templates,
+)
 
 Schema = dict[str, Any]
 HEADER = "# Generated from libs/model by `python -m libs.model.crds deploy/crds`; do not edit.\n"
@@ -237,9 +245,42 @@ def apisix_route_crd() -> Schema:
     )
 
 
+def apisix_upstream_crd() -> Schema:
+    """``apisixupstreams.apisix.apache.org`` (v2; the controller's CRD has no printer columns)."""
+    return _crd(
+        group="apisix.apache.org",
+        kind="ApisixUpstream",
+        plural="apisixupstreams",
+        version="v2",
+        schema=_object_schema(apisixupstream.ApisixUpstream),
+        columns=[],
+        short_names=["au"],
+    )
+
+
+def apisix_plugin_config_crd() -> Schema:
+    """``apisixpluginconfigs.apisix.apache.org`` (v2)."""
+    return _crd(
+        group="apisix.apache.org",
+        kind="ApisixPluginConfig",
+        plural="apisixpluginconfigs",
+        version="v2",
+        schema=_object_schema(apisixpluginconfig.ApisixPluginConfig),
+        columns=[_column("Age", "date", ".metadata.creationTimestamp")],
+        short_names=["apc"],
+    )
+
+
 def all_crds() -> dict[str, Schema]:
     """File name → CRD, for every CRD Sluice ships."""
-    crds = [canary_crd(), metric_template_crd(), alert_provider_crd(), apisix_route_crd()]
+    crds = [
+        canary_crd(),
+        metric_template_crd(),
+        alert_provider_crd(),
+        apisix_route_crd(),
+        apisix_upstream_crd(),
+        apisix_plugin_config_crd(),
+    ]
     return {f"{crd['metadata']['name']}.yaml": crd for crd in crds}
 
 

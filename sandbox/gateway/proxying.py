@@ -38,7 +38,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from sandbox.gateway import balancing, exporting, matching, mirroring, translation
+from sandbox.gateway import balancing, exporting, matching, mirroring, nodes, translation
 from sandbox.gateway import plugins as route_plugins
 
 logger = logging.getLogger(__name__)
@@ -128,10 +128,7 @@ class DataPlane:
         self._splitters: dict[
             str, tuple[object, balancing.SmoothWeighted[translation.Upstream]]
         ] = {}
-        self._node_pickers: dict[str, tuple[object, _NodePicker]] = {}
-        self._via_pickers: dict[
-            tuple[str, int], tuple[object, balancing.RoundRobin[tuple[str, int]]]
-        ] = {}
+        self.nodes = nodes.NodeChoice()
         self._session: aiohttp.ClientSession | None = None
         self.mirrors: mirroring.Mirrors | None = None
         self.counters = route_plugins.Counters()  # limit-count windows
@@ -211,30 +208,6 @@ class DataPlane:
             picked = cached[1].pick()
             return route.upstream if picked is None else picked
         return route.upstream
-
-    def _nodes_picker(self, upstream: translation.Upstream) -> _NodePicker:
-        cached = self._node_pickers.get(upstream.name)
-        if cached is None or cached[0] != upstream.nodes:
-            picker: _NodePicker
-            weights = {n.weight for n in upstream.nodes}
-            if len(weights) > 1 or 0 in weights:  # Admin API nodes with their own weights
-                picker = balancing.SmoothWeighted([(n, n.weight) for n in upstream.nodes])
-            else:
-                picker = balancing.RoundRobin(upstream.nodes)
-            cached = (upstream.nodes, picker)
-            self._node_pickers[upstream.name] = cached
-        return cached[1]
-
-    def _dial(self, node: translation.Node) -> tuple[str, int] | None:
-        """Where to connect for a node: itself, or one of the endpoints behind a ClusterIP."""
-        if not node.via:
-            return None if node.host == "" else (node.host, node.port)
-        key = (node.host, node.port)
-        cached = self._via_pickers.get(key)
-        if cached is None or cached[0] != node.via:
-            cached = (node.via, balancing.RoundRobin(node.via))
-            self._via_pickers[key] = cached
-        return cached[1].pick()
 
     # -- the handler ---------------------------------------------------------------------------
 
@@ -326,8 +299,13 @@ class DataPlane:
         upstream = self.pick_upstream(route, req)
         if upstream is None or not upstream.nodes:
             return await self._error(request, state, 503, "Service Temporarily Unavailable")
-        timeout = route.timeout or translation.Timeout(
-            connect=self.settings.connect_timeout, read=self.settings.read_timeout
+        settings = upstream.settings
+        timeout = (
+            route.timeout
+            or settings.timeout
+            or translation.Timeout(
+                connect=self.settings.connect_timeout, read=self.settings.read_timeout
+            )
         )
         headers = forwarded_headers(request)
         skip = [h for h in _AUTO_HEADERS if h not in headers]
@@ -338,19 +316,37 @@ class DataPlane:
             path_qs = rewrite.path_qs(raw_path, query)
             _rewrite_headers(headers, rewrite)
 
-        picker = self._nodes_picker(upstream)
-        attempts = max(len(upstream.nodes), 1)
+        pick = self.nodes.order(upstream, req, request.remote or "", request.raw_path)
+        # APISIX tries every node once unless the upstream sets ``retries``.
+        attempts = (
+            settings.retries + 1 if settings.retries is not None else max(len(upstream.nodes), 1)
+        )
+        scheme = "https" if settings.scheme in ("https", "grpcs") else "http"
         assert self._session is not None, "DataPlane.start() was not awaited"
         for attempt in range(attempts):
-            node = picker.pick()
+            node = pick(attempt)
             if node is None:
                 break
             state.node = node.host
-            dial = self._dial(node)
+            dial = self.nodes.dial(node)
             if dial is None:
                 continue
-            url = URL(f"http://{_host_for_url(dial[0])}:{dial[1]}{path_qs}", encoded=True)
+            if not nodes.is_ip(dial[0]):  # a Domain node: resolved per request, as APISIX does
+                resolved = await nodes.resolve(dial[0], timeout.connect)
+                if resolved is None:
+                    logger.info("route %s: cannot resolve %s", route.name, dial[0])
+                    if attempt + 1 < attempts:
+                        continue
+                    return await self._error(request, state, 502, "Bad Gateway")
+                dial = (resolved, dial[1])
+                state.node = resolved
+            if settings.pass_host != "pass":
+                headers["Host"] = nodes.upstream_host(settings, node)
+                if rewrite is not None and rewrite.host:  # proxy-rewrite's host wins
+                    headers["Host"] = rewrite.host
+            url = URL(f"{scheme}://{_host_for_url(dial[0])}:{dial[1]}{path_qs}", encoded=True)
             upstream_started = time.monotonic()
+            self.nodes.started(node)
             try:
                 client_timeout = aiohttp.ClientTimeout(
                     total=None,
@@ -366,6 +362,7 @@ class DataPlane:
                     allow_redirects=False,
                     timeout=client_timeout,
                     skip_auto_headers=skip,
+                    ssl=scheme != "https",  # APISIX does not verify upstream certificates
                 ) as upstream_response:
                     response = web.StreamResponse(
                         status=upstream_response.status, reason=upstream_response.reason
@@ -403,6 +400,8 @@ class DataPlane:
                 if state.code:
                     raise
                 return await self._error(request, state, 502, "Bad Gateway")
+            finally:
+                self.nodes.finished(node)
         return await self._error(request, state, 502, "Bad Gateway")
 
     def _rejected(
@@ -435,9 +434,6 @@ class DataPlane:
             body=body,
             headers={"Server": SERVER, "Content-Type": "text/html; charset=utf-8"},
         )
-
-
-_NodePicker = balancing.RoundRobin[translation.Node] | balancing.SmoothWeighted[translation.Node]
 
 
 @dataclasses.dataclass

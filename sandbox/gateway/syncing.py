@@ -1,8 +1,9 @@
 """Route sync: the ingress controller's loop, feeding the pure translation from the cluster.
 
-List + watch ApisixRoutes (``apisix.apache.org/v2``), Services and Endpoints across all
-namespaces over HTTP (``sandbox.kubewatch``); after any change, once all three have been
-listed, translate everything again (coalesced: one translation per event-loop turn however many
+List + watch ApisixRoutes, ApisixUpstreams and ApisixPluginConfigs (``apisix.apache.org/v2``),
+Services, Endpoints and Pods (their labels select ApisixUpstream subsets) across all
+namespaces over HTTP (``sandbox.kubewatch``); after any change, once all have been listed,
+translate everything again (coalesced: one translation per event-loop turn however many
 events arrived) and hand the new ``RouteTable`` to the data plane. Waiters in
 ``wait_for`` are woken after every new table. Each ApisixRoute's outcome is then written to its
 status (``statuses``), as the controller does.
@@ -19,7 +20,14 @@ from sandbox.gateway import statuses, translation
 
 logger = logging.getLogger(__name__)
 
-RESOURCES = (kubewatch.APISIX_ROUTES, kubewatch.SERVICES, kubewatch.ENDPOINTS)
+RESOURCES = (
+    kubewatch.APISIX_ROUTES,
+    kubewatch.SERVICES,
+    kubewatch.ENDPOINTS,
+    kubewatch.APISIX_UPSTREAMS,  # Service settings and external upstreams
+    kubewatch.APISIX_PLUGIN_CONFIGS,  # plugin_config_name
+    kubewatch.PODS,  # pod labels, for ApisixUpstream subsets
+)
 
 
 class RouteSync:
@@ -63,6 +71,9 @@ class RouteSync:
             self.watcher.cache(kubewatch.APISIX_ROUTES).values(),
             self.watcher.cache(kubewatch.SERVICES),
             self.watcher.cache(kubewatch.ENDPOINTS),
+            apisix_upstreams=self.watcher.cache(kubewatch.APISIX_UPSTREAMS),
+            plugin_configs=self.watcher.cache(kubewatch.APISIX_PLUGIN_CONFIGS),
+            pods=self.watcher.cache(kubewatch.PODS),
         )
         for error in set(table.errors) - set(self.table.errors):
             logger.warning("ApisixRoute not translated: %s", error)

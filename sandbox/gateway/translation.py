@@ -28,6 +28,12 @@ apisix-ingress-controller (``pkg/kube/translation/apisix_route.go``, v2 API):
   node ``<clusterIP>:<service port>`` (``resolveGranularity: service``) which the data plane
   dials through the endpoints, as kube-proxy would.
 
+ApisixUpstreams (``upstreams``): one named like a backend's Service configures its upstream
+(load balancer, retries, timeouts, scheme, Host, subsets); ``upstreams[]`` names external ones,
+combined with ``backends[]`` into traffic-split as the controller does (``backends``).
+``plugin_config_name`` adds an ApisixPluginConfig's plugins, the rule's own winning on a name
+clash (``pluginconfigs``); the plugins with an effect here act whichever object they came from.
+
 A backend whose Service does not exist, or does not define the backend's port, rejects the
 whole ApisixRoute, as the controller does: none of its rules reach the route table, and its
 status says why (``RouteTable.statuses``, written back by ``statuses``). A Service without
@@ -43,18 +49,28 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
-import zlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sandbox.gateway import mirroring
+from sandbox.gateway import backends, mirroring, pluginconfigs, upstreams
 from sandbox.gateway import plugins as route_plugins
 
 Obj = dict[str, Any]
 Key = tuple[str, str]
 
-DEFAULT_WEIGHT = 100  # apisix-ingress-controller's _defaultWeight
-DEFAULT_UPSTREAM_TIMEOUT = 60.0  # seconds, APISIX's default connect/send/read timeout
+# Moved to ``upstreams``; kept here under their old names for the other modules.
+DEFAULT_WEIGHT = upstreams.DEFAULT_WEIGHT
+DEFAULT_UPSTREAM_TIMEOUT = upstreams.DEFAULT_UPSTREAM_TIMEOUT
+TranslationError = upstreams.TranslationError
+BackendNotFound = upstreams.BackendNotFound
+Node = upstreams.Node
+Upstream = upstreams.Upstream
+Timeout = upstreams.Timeout
+gen_id = upstreams.gen_id
+compose_upstream_name = upstreams.compose_upstream_name
+parse_duration = upstreams.parse_duration
+translate_backend = upstreams.translate_backend
+WeightedUpstream = upstreams.WeightedUpstream
 
 _SCOPES = {"Header", "Query", "Cookie", "Path"}
 OPERATORS: Mapping[str, tuple[bool, str]] = {  # ApisixRoute op -> (inverted, lua-resty-expr op)
@@ -69,52 +85,6 @@ OPERATORS: Mapping[str, tuple[bool, str]] = {  # ApisixRoute op -> (inverted, lu
     "RegexNotMatch": (True, "~~"),
     "RegexNotMatchCaseInsensitive": (True, "~*"),
 }
-
-
-class TranslationError(Exception):
-    """A rule that cannot become an APISIX route; the message names the field path."""
-
-
-class BackendNotFound(TranslationError):
-    """A backend's Service, or its port, does not exist: the whole ApisixRoute is rejected."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Node:
-    """One upstream node: ``host:port`` is what APISIX reports (``node`` label)."""
-
-    host: str
-    port: int
-    # Where connections really go when ``host`` is a Service ClusterIP (kube-proxy emulation);
-    # empty when the node is dialled directly.
-    via: tuple[tuple[str, int], ...] = ()
-    # The node's weight in its upstream (Admin API upstreams; endpoint nodes all weigh 100).
-    weight: int = DEFAULT_WEIGHT
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
-
-
-@dataclasses.dataclass(frozen=True)
-class Upstream:
-    name: str
-    service: str
-    service_port: int | str  # as written in the backend
-    resolve_granularity: str  # "endpoints" or "service"
-    subset: str
-    nodes: tuple[Node, ...]
-    error: str = ""  # why there are no nodes
-
-    @property
-    def id(self) -> str:
-        return gen_id(self.name)
-
-
-@dataclasses.dataclass(frozen=True)
-class WeightedUpstream:
-    upstream: Upstream
-    weight: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,13 +113,6 @@ class Expr:
 
 
 @dataclasses.dataclass(frozen=True)
-class Timeout:
-    connect: float = DEFAULT_UPSTREAM_TIMEOUT
-    send: float = DEFAULT_UPSTREAM_TIMEOUT
-    read: float = DEFAULT_UPSTREAM_TIMEOUT
-
-
-@dataclasses.dataclass(frozen=True)
 class Route:
     name: str
     namespace: str
@@ -175,6 +138,7 @@ class Route:
     # (such routes leave ``weighted_upstreams`` empty).
     admin_id: str = ""
     split_rules: tuple[SplitRule, ...] = ()
+    plugin_config_id: str = ""  # the ApisixPluginConfig's APISIX id, when the rule names one
 
     @property
     def id(self) -> str:
@@ -203,11 +167,13 @@ class Route:
         return self.id
 
     def backends(self) -> tuple[WeightedUpstream, ...]:
-        """Where requests go, first backend first, with the weights traffic-split uses."""
+        """Where requests go, the route's own upstream first, with traffic-split's weights
+        (its weight-only entry is the one carrying ``upstream``)."""
         if not self.weighted_upstreams:
             return (WeightedUpstream(self.upstream, DEFAULT_WEIGHT),)
-        *others, own = self.weighted_upstreams
-        return (WeightedUpstream(self.upstream, own.weight), *others)
+        own = [w for w in self.weighted_upstreams if w.upstream is self.upstream]
+        others = [w for w in self.weighted_upstreams if w.upstream is not self.upstream]
+        return (*own[:1], *others)
 
     def weights(self) -> dict[str, int]:
         """Service name → weight, the handiest view for tests (``wait_synced`` predicates)."""
@@ -224,7 +190,7 @@ class Route:
                 "name": up.name,
                 "type": "roundrobin",
                 "nodes": [{"host": n.host, "port": n.port, "weight": n.weight} for n in up.nodes],
-            }
+            } | up.settings.to_json()
             if up.error:
                 out["error"] = up.error
             return out
@@ -284,6 +250,8 @@ class Route:
             out["timeout"] = dataclasses.asdict(self.timeout)
         if self.disabled_plugins:
             out["disabled_plugins"] = list(self.disabled_plugins)
+        if self.plugin_config_id:
+            out["plugin_config_id"] = self.plugin_config_id
         if self.mirror is not None:
             out["mirror"] = {
                 "targets": [{"host": h, "port": p} for h, p in self.mirror.targets],
@@ -335,49 +303,21 @@ class RouteTable:
         return {"routes": [r.to_json() for r in self.routes], "errors": list(self.errors)}
 
 
-def gen_id(raw: str) -> str:
-    """apisix-ingress-controller's ``id.GenID``: CRC-32 (IEEE) of the name, lowercase hex."""
-    return format(zlib.crc32(raw.encode()), "x") if raw else ""
-
-
 def compose_route_name(namespace: str, apisixroute: str, rule: str) -> str:
     return f"{namespace}_{apisixroute}_{rule}"
-
-
-def compose_upstream_name(
-    namespace: str, service: str, subset: str, port: int, granularity: str
-) -> str:
-    parts = [namespace, service] + ([subset] if subset else []) + [str(port)]
-    if granularity == "service":
-        parts.append("service")
-    return "_".join(parts)
-
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(text: str, path: str) -> float:
-    """A Go ``time.Duration`` string (``"5s"``, ``"1m30s"``, ``"500ms"``) in seconds."""
-    pos, total = 0, 0.0
-    text = text.strip()
-    while pos < len(text):
-        m = _DURATION_PART.match(text, pos)
-        if not m:
-            raise TranslationError(f"Expected a duration such as '5s', got {text!r} - at {path}")
-        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
-        pos = m.end()
-    if not text:
-        raise TranslationError(f"Expected a duration such as '5s', got '' - at {path}")
-    return total
 
 
 def translate(
     apisix_routes: Iterable[Obj],
     services: Mapping[Key, Obj],
     endpoints: Mapping[Key, Obj],
+    apisix_upstreams: Mapping[Key, Obj] | None = None,
+    plugin_configs: Mapping[Key, Obj] | None = None,
+    pods: Mapping[Key, Obj] | None = None,
 ) -> RouteTable:
-    """All routes of all ApisixRoutes, ordered by name (matching order is ``matching``'s job)."""
+    """All routes of all ApisixRoutes, ordered by name (matching order is ``matching``'s job).
+    ``apisix_upstreams``, ``plugin_configs`` and ``pods`` are keyed by (namespace, name)."""
+    pod_labels = upstreams.pod_labels_by_ip(pods or {})
     routes: list[Route] = []
     errors: list[str] = []
     statuses: list[RouteStatus] = []
@@ -402,7 +342,20 @@ def translate(
                         f"duplicated route rule name {rule_name!r} - at {path}.name"
                     )
                 seen.add(rule_name)
-                own_routes.append(translate_rule(namespace, name, rule, services, endpoints, path))
+                own_routes.append(
+                    translate_rule(
+                        namespace,
+                        name,
+                        rule,
+                        services,
+                        endpoints,
+                        path,
+                        apisix_upstreams=apisix_upstreams,
+                        plugin_configs=plugin_configs,
+                        pods=pod_labels,
+                        warnings=own_errors,
+                    )
+                )
             except BackendNotFound as e:
                 own_errors.append(str(e))
                 rejected = True
@@ -433,7 +386,14 @@ def translate_rule(
     services: Mapping[Key, Obj],
     endpoints: Mapping[Key, Obj],
     path: str = "$.spec.http[]",
+    *,
+    apisix_upstreams: Mapping[Key, Obj] | None = None,
+    plugin_configs: Mapping[Key, Obj] | None = None,
+    pods: Mapping[Key, Mapping[str, str]] | None = None,
+    warnings: list[str] | None = None,
 ) -> Route:
+    """One rule's route. ``pods`` is ``upstreams.pod_labels_by_ip``'s map; ``upstreams[]``
+    entries the controller skips are reported in ``warnings``."""
     match = rule.get("match") or {}
     uris = tuple(_strings(match.get("paths"), f"{path}.match.paths"))
     if not uris:
@@ -458,60 +418,41 @@ def translate_rule(
         for i, expr in enumerate(match.get("exprs") or [])
     )
 
+    entries, plugin_config_id = pluginconfigs.merged(namespace, rule, plugin_configs or {}, path)
     plugins: dict[str, Any] = {}
+    paths: dict[str, str] = {}  # the last one listed is the one APISIX gets
     disabled: list[str] = []
-    for plugin in rule.get("plugins") or []:
-        if plugin.get("enable") is True:
-            plugins[plugin.get("name", "")] = plugin.get("config") or {}
+    for entry in entries:
+        if entry.enable:
+            plugins[entry.name] = entry.config or {}
+            paths[entry.name] = entry.path
         else:
-            disabled.append(plugin.get("name", ""))
+            disabled.append(entry.name)
 
     mirror = None
     if mirroring.PLUGIN in plugins:
-        index = max(  # the last one listed is the one APISIX gets
-            i
-            for i, p in enumerate(rule.get("plugins") or [])
-            if p.get("name") == mirroring.PLUGIN and p.get("enable") is True
-        )
         try:
             mirror = mirroring.parse(
-                plugins[mirroring.PLUGIN],
-                f"{path}.plugins[{index}].config",
-                services,
-                endpoints,
+                plugins[mirroring.PLUGIN], paths[mirroring.PLUGIN], services, endpoints
             )
         except mirroring.ConfigError as e:
             raise TranslationError(str(e)) from e
 
     try:
-        effects = route_plugins.parse(
-            plugins,
-            {  # the last one listed is the one APISIX gets
-                p.get("name", ""): f"{path}.plugins[{i}].config"
-                for i, p in enumerate(rule.get("plugins") or [])
-                if p.get("enable") is True
-            },
-        )
+        effects = route_plugins.parse(plugins, paths)
     except route_plugins.ConfigError as e:
         raise TranslationError(str(e)) from e
 
-    backends = rule.get("backends") or []
-    if not backends:
-        raise TranslationError(f"Expected at least one backend - at {path}.backends")
-    ups = [
-        (
-            translate_backend(namespace, b, services, endpoints, f"{path}.backends[{i}]"),
-            _weight(b, f"{path}.backends[{i}]"),
-        )
-        for i, b in enumerate(backends)
-    ]
-    own, own_weight = ups[0]
-    weighted: tuple[WeightedUpstream, ...] = ()
-    if len(ups) > 1:
-        weighted = (
-            *(WeightedUpstream(u, w) for u, w in ups[1:]),
-            WeightedUpstream(own, own_weight),
-        )
+    own, weighted = backends.targets(
+        namespace,
+        rule,
+        services,
+        endpoints,
+        apisix_upstreams or {},
+        pods or {},
+        path,
+        warnings if warnings is not None else [],
+    )
 
     try:
         priority = int(rule.get("priority") or 0)
@@ -535,10 +476,11 @@ def translate_rule(
         plugins=plugins,
         upstream=own,
         weighted_upstreams=weighted,
-        timeout=_timeout(rule.get("timeout"), f"{path}.timeout"),
+        timeout=upstreams.parse_timeout(rule.get("timeout"), f"{path}.timeout"),
         disabled_plugins=tuple(disabled),
         mirror=mirror,
         effects=effects,
+        plugin_config_id=plugin_config_id,
     )
 
 
@@ -584,127 +526,6 @@ def translate_expr(expr: Obj, path: str) -> Expr:
                 f"Expected a regular expression, got {value!r} ({e}) - at {path}.value"
             ) from e
     return Expr(var=var, op=lua_op, value=value, invert=invert)
-
-
-def translate_backend(
-    namespace: str,
-    backend: Obj,
-    services: Mapping[Key, Obj],
-    endpoints: Mapping[Key, Obj],
-    path: str,
-) -> Upstream:
-    service_name = backend.get("serviceName") or ""
-    if not service_name:
-        raise TranslationError(f"Expected a serviceName - at {path}.serviceName")
-    port_ref = backend.get("servicePort")
-    if port_ref is None or port_ref == "":
-        raise TranslationError(f"Expected a servicePort (number or name) - at {path}.servicePort")
-    if isinstance(port_ref, str) and port_ref.isdigit():
-        port_ref = int(port_ref)
-    granularity = backend.get("resolveGranularity") or "endpoints"
-    if granularity not in ("endpoints", "service"):
-        raise TranslationError(
-            f"Expected resolveGranularity endpoints|service, got {granularity!r} - at {path}.resolveGranularity"
-        )
-    subset = backend.get("subset") or ""
-
-    def empty(port: int | str, error: str) -> Upstream:
-        number = port if isinstance(port, int) else 0
-        return Upstream(
-            name=compose_upstream_name(namespace, service_name, subset, number, granularity),
-            service=service_name,
-            service_port=port_ref,
-            resolve_granularity=granularity,
-            subset=subset,
-            nodes=(),
-            error=error,
-        )
-
-    service = services.get((namespace, service_name))
-    if service is None:
-        raise BackendNotFound(
-            f"service {namespace}/{service_name} not found - at {path}.serviceName"
-        )
-    svc_port = _service_port(service, port_ref)
-    if svc_port is None:
-        raise BackendNotFound(
-            f"port {port_ref!r} not defined in service {namespace}/{service_name}"
-            f" - at {path}.servicePort"
-        )
-    number = int(svc_port.get("port") or 0)
-    name = compose_upstream_name(namespace, service_name, subset, number, granularity)
-    pod_nodes = _endpoint_nodes(
-        endpoints.get((namespace, service_name)), svc_port.get("name") or ""
-    )
-    error = (
-        ""
-        if pod_nodes
-        else f"no ready endpoints for service {namespace}/{service_name} port {number}"
-    )
-    if granularity == "service":
-        cluster_ip = (service.get("spec") or {}).get("clusterIP") or ""
-        if not cluster_ip or cluster_ip == "None":
-            return empty(number, f"service {namespace}/{service_name} has no clusterIP")
-        via = tuple((n.host, n.port) for n in pod_nodes)
-        nodes: tuple[Node, ...] = (Node(cluster_ip, number, via),)
-        error = ""  # APISIX sees its one node; an empty Service refuses connections (502)
-    else:
-        nodes = pod_nodes
-    return Upstream(
-        name=name,
-        service=service_name,
-        service_port=port_ref,
-        resolve_granularity=granularity,
-        subset=subset,
-        nodes=nodes,
-        error=error,
-    )
-
-
-def _service_port(service: Obj, port_ref: int | str) -> Obj | None:
-    for port in (service.get("spec") or {}).get("ports") or []:
-        if isinstance(port_ref, int) and port.get("port") == port_ref:
-            return port  # type: ignore[no-any-return]
-        if isinstance(port_ref, str) and port.get("name") == port_ref:
-            return port  # type: ignore[no-any-return]
-    return None
-
-
-def _endpoint_nodes(ep: Obj | None, port_name: str) -> tuple[Node, ...]:
-    """Ready addresses on the endpoints port named like the Service port (all subsets)."""
-    if not ep:
-        return ()
-    nodes: list[Node] = []
-    for subset in ep.get("subsets") or []:
-        ports = [p for p in subset.get("ports") or [] if (p.get("name") or "") == port_name]
-        if not ports:
-            continue
-        for address in subset.get("addresses") or []:
-            ip = address.get("ip")
-            if ip:
-                nodes.append(Node(ip, int(ports[0]["port"])))
-    return tuple(nodes)
-
-
-def _weight(backend: Obj, path: str) -> int:
-    weight = backend.get("weight")
-    if weight is None:
-        return DEFAULT_WEIGHT
-    if isinstance(weight, bool) or not isinstance(weight, int) or weight < 0:
-        raise TranslationError(f"Expected a non-negative int, got {weight!r} - at {path}.weight")
-    return weight
-
-
-def _timeout(spec: Obj | None, path: str) -> Timeout | None:
-    if not spec:
-        return None
-    values = {}
-    for field in ("connect", "send", "read"):
-        if spec.get(field):
-            seconds = parse_duration(str(spec[field]), f"{path}.{field}")
-            if seconds > 0:
-                values[field] = seconds
-    return Timeout(**values)
 
 
 def _strings(value: Any, path: str) -> list[str]:

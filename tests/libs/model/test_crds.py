@@ -24,7 +24,9 @@ def test_expected_files() -> None:
     assert [p.name for p in FILES] == sorted(
         [
             "alertproviders.flagger.app.yaml",
+            "apisixpluginconfigs.apisix.apache.org.yaml",
             "apisixroutes.apisix.apache.org.yaml",
+            "apisixupstreams.apisix.apache.org.yaml",
             "canaries.flagger.app.yaml",
             "metrictemplates.flagger.app.yaml",
         ]
