@@ -505,7 +505,11 @@ async def delete(api: Api, request: web.Request, target: Target) -> web.Response
         still = api.store.get(rtype, target.namespace, target.name)
     except NotFound:  # gone at once: the usual outcome
         return respond(status.success(rtype, result))
-    return respond(in_version(still, rtype), 202)
+    # still there (finalizers, foreground deletion): the object with its deletionTimestamp, 200
+    # as the apiserver answers, which keeps 202 for an explicit orphanDependents=false
+    return respond(
+        in_version(still, rtype), 202 if options.get("orphanDependents") is False else 200
+    )
 
 
 def _delete_collection(

@@ -340,7 +340,10 @@ async def test_finalizers_delay_deletion(cluster: Cluster, api_client: client.Ap
     await asyncio.to_thread(
         core.create_namespaced_config_map, "default", _cm("held", finalizers=["test/hold"])
     )
-    await asyncio.to_thread(core.delete_namespaced_config_map, "held", "default")
+    answer = await asyncio.to_thread(
+        core.delete_namespaced_config_map_with_http_info, "held", "default"
+    )
+    assert answer[1] == 200  # the object stays, with its deletionTimestamp: 200, as the apiserver
     held = await asyncio.to_thread(core.read_namespaced_config_map, "held", "default")
     assert held.metadata.deletion_timestamp is not None
     assert held.metadata.finalizers == ["test/hold"]
