@@ -30,7 +30,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import enum
-import json
 import math
 import re
 import shlex
@@ -39,9 +38,9 @@ import yarl
 
 from libs import errors, logs
 from services.webhook_runner import urls
+from services.webhook_runner.hey import goflags
 
 HEY_USER_AGENT = "hey/0.0.1"  # what hey sends (after any user agent of the user's own)
-MAX_INT64 = 2**63 - 1
 
 USAGE = """\
 Usage: hey [options...] <url>
@@ -207,7 +206,9 @@ def parse_args(argv: list[str]) -> Options:
         raise UsageError("empty command: expected hey [options...] <url>")
     program = argv[0]
     if program != "hey" and not program.endswith("/hey"):
-        raise UsageError(f"unsupported command {_quote(program)}: only hey command lines run here")
+        raise UsageError(
+            f"unsupported command {goflags.quote(program)}: only hey command lines run here"
+        )
     values, rest = _read_flags(argv[1:])
     return _build(values, rest)
 
@@ -243,7 +244,7 @@ def _read_flags(args: list[str]) -> tuple[dict[str, object], list[str]]:
                 values[name] = False
             else:
                 raise UsageError(
-                    f"invalid boolean value {_quote(value)} for -{name}: parse error",
+                    f"invalid boolean value {goflags.quote(value)} for -{name}: parse error",
                     flag=f"-{name}",
                 )
             continue
@@ -259,135 +260,21 @@ def _read_flags(args: list[str]) -> tuple[dict[str, object], list[str]]:
             continue
         try:
             values[name] = _convert(kind, value)
-        except _ValueProblem as exc:
+        except goflags.ValueProblem as exc:
             raise UsageError(
-                f"invalid value {_quote(value)} for flag -{name}: {exc}", flag=f"-{name}"
+                f"invalid value {goflags.quote(value)} for flag -{name}: {exc}", flag=f"-{name}"
             ) from None
     return values, args[i:]
 
 
-class _ValueProblem(Exception):
-    """Go's flag error texts: "parse error" or "value out of range"."""
-
-
-_INT_DIGITS = {"0b": (2, "01"), "0o": (8, "01234567"), "0x": (16, "0123456789abcdef")}
-
-
 def _convert(kind: _Kind, text: str) -> object:
     if kind is _Kind.INT:
-        return _parse_int(text)
+        return goflags.parse_int(text)
     if kind is _Kind.FLOAT:
-        return _parse_float(text)
+        return goflags.parse_float(text)
     if kind is _Kind.DURATION:
-        return _parse_duration(text)
+        return goflags.parse_duration(text)
     return text
-
-
-def _digits_ok(digits: str, alphabet: str, *, after_prefix: bool) -> bool:
-    """Digits of ``alphabet`` with single underscores between them (or right after a base
-    prefix), as Go's ``strconv`` allows with base 0."""
-    if not digits:
-        return False
-    if digits.startswith("_") and not after_prefix:
-        return False
-    if digits.endswith("_") or "__" in digits:
-        return False
-    return all(c in alphabet for c in digits.replace("_", "")) and digits.strip("_") != ""
-
-
-def _parse_int(text: str) -> int:
-    """Go's ``strconv.ParseInt(text, 0, 64)``."""
-    body = text[1:] if text[:1] in "+-" else text
-    negative = text.startswith("-")
-    lowered = body.lower()
-    prefix = lowered[:2]
-    if prefix in _INT_DIGITS and len(lowered) > 2:
-        base, alphabet = _INT_DIGITS[prefix]
-        digits = lowered[2:]
-        ok = _digits_ok(digits, alphabet, after_prefix=True)
-    elif len(lowered) > 1 and lowered[0] == "0":  # 017 is octal, as in Go
-        base, digits = 8, lowered[1:]
-        ok = _digits_ok(digits, "01234567", after_prefix=True)
-    else:
-        base, digits = 10, lowered
-        ok = _digits_ok(digits, "0123456789", after_prefix=False)
-    if not ok:
-        raise _ValueProblem("parse error")
-    value = int(digits.replace("_", ""), base)
-    value = -value if negative else value
-    if not -MAX_INT64 - 1 <= value <= MAX_INT64:
-        raise _ValueProblem("value out of range")
-    return value
-
-
-_DEC = r"[0-9](?:_?[0-9])*"
-_FLOAT_DECIMAL = re.compile(rf"[+-]?(?:{_DEC}(?:\.(?:{_DEC})?)?|\.{_DEC})(?:[eE][+-]?{_DEC})?")
-_HEX = r"[0-9a-fA-F](?:_?[0-9a-fA-F])*"
-_FLOAT_HEX = re.compile(rf"[+-]?0[xX](?:_?{_HEX}(?:\.(?:{_HEX})?)?|\.{_HEX})[pP][+-]?{_DEC}")
-_FLOAT_SPECIAL = re.compile(r"[+-]?(?:inf|infinity|nan)", re.IGNORECASE)
-
-
-def _parse_float(text: str) -> float:
-    """Go's ``strconv.ParseFloat(text, 64)``: decimal, hexadecimal (``0x1p-2``), Inf, NaN."""
-    if _FLOAT_SPECIAL.fullmatch(text):
-        return float(text)
-    if _FLOAT_DECIMAL.fullmatch(text):
-        value = float(text.replace("_", ""))
-    elif _FLOAT_HEX.fullmatch(text):
-        value = float.fromhex(text.replace("_", ""))
-    else:
-        raise _ValueProblem("parse error")
-    if math.isinf(value):
-        raise _ValueProblem("value out of range")
-    return value
-
-
-_UNIT_NS = {
-    "ns": 1,
-    "us": 1_000,
-    "\u00b5s": 1_000,  # micro sign
-    "\u03bcs": 1_000,  # Greek mu
-    "ms": 1_000_000,
-    "s": 1_000_000_000,
-    "m": 60 * 1_000_000_000,
-    "h": 3600 * 1_000_000_000,
-}
-_DURATION_PART = re.compile(r"([0-9]*)(?:\.([0-9]*))?([^0-9.]*)")
-
-
-def _parse_duration(text: str) -> float:
-    """Go's ``time.ParseDuration`` (``[-+]?([0-9]*(\\.[0-9]*)?[a-z]+)+``), in seconds."""
-    rest = text
-    negative = False
-    if rest[:1] in ("-", "+"):
-        negative = rest[0] == "-"
-        rest = rest[1:]
-    if rest == "0":
-        return 0.0
-    if not rest:
-        raise _ValueProblem("parse error")
-    total_ns = 0
-    while rest:
-        match = _DURATION_PART.match(rest)
-        assert match is not None  # the pattern matches the empty string
-        whole, fraction, unit = match.group(1), match.group(2), match.group(3)
-        if not whole and not fraction:  # no digits at all: ".s", "s", "."
-            raise _ValueProblem("parse error")
-        if unit not in _UNIT_NS:  # missing or unknown unit
-            raise _ValueProblem("parse error")
-        scale = _UNIT_NS[unit]
-        total_ns += int(whole or "0") * scale
-        if fraction:
-            total_ns += int(fraction) * scale // 10 ** len(fraction)
-        if total_ns > MAX_INT64 + (1 if negative else 0):
-            raise _ValueProblem("parse error")
-        rest = rest[match.end() :]
-    return (-total_ns if negative else total_ns) / 1e9
-
-
-def _quote(value: str) -> str:
-    """A value quoted like Go's ``%q`` (closely enough), clipped so input never amplifies."""
-    return json.dumps(logs.clip(value, 100), ensure_ascii=False)
 
 
 # ----------------------------------------------------------------------------- hey's own checks
@@ -407,7 +294,7 @@ def _canonical(name: str) -> str:
 def _header_value(flag: str, name: str, value: str) -> str:
     if _CONTROL.search(value):
         raise UsageError(
-            f"flag {flag}: invalid header field value for {_quote(name)}: control characters",
+            f"flag {flag}: invalid header field value for {goflags.quote(name)}: control characters",
             flag=flag,
         )
     return value
@@ -453,7 +340,7 @@ def _build(values: dict[str, object], rest: list[str]) -> Options:
     if not rest:
         raise UsageError("missing URL: expected hey [options...] <url>")
     if len(rest) > 1:
-        extra = " ".join(_quote(a) for a in rest[1:4]) + (" ..." if len(rest) > 4 else "")
+        extra = " ".join(goflags.quote(a) for a in rest[1:4]) + (" ..." if len(rest) > 4 else "")
         raise UsageError(
             f"expected exactly one URL after the flags, got {len(rest)} arguments "
             f"(extra: {extra}); flags must come before the URL"
@@ -517,13 +404,13 @@ def _build(values: dict[str, object], rest: list[str]) -> Options:
     output = flags.text("o")
     if output not in ("", "csv"):
         raise UsageError(
-            f'invalid output type {_quote(output)} for flag -o: only "csv" is supported',
+            f'invalid output type {goflags.quote(output)} for flag -o: only "csv" is supported',
             flag="-o",
         )
 
     method = flags.text("m", "GET").upper()
     if not _TOKEN.fullmatch(method):
-        raise UsageError(f"net/http: invalid method {_quote(method)}", flag="-m")
+        raise UsageError(f"net/http: invalid method {goflags.quote(method)}", flag="-m")
 
     problem = urls.url_problem(url)
     if problem is not None:
@@ -598,4 +485,4 @@ def _proxy(text: str) -> str:
             problem = "expected host:port without a path"
     else:
         problem = "only http:// proxies are supported"
-    raise UsageError(f"invalid value {_quote(text)} for flag -x: {problem}", flag="-x")
+    raise UsageError(f"invalid value {goflags.quote(text)} for flag -x: {problem}", flag="-x")
