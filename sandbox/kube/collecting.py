@@ -1,9 +1,10 @@
 """Garbage collection and namespace deletion, the parts of ``Store`` that delete for you.
 
 * deleting an owner deletes its dependents (ownerReferences naming its uid) after it
-  (background propagation; foreground deletion, which removes the owner last, is
-  ``Store._delete_foreground``) or, with ``Orphan``, strips the references instead; a dependent that another existing owner
-  still holds is kept and only loses the reference to the deleted one;
+  (background propagation), or before it (foreground deletion: the owner carries the
+  ``foregroundDeletion`` finalizer until no dependent blocks it) or, with ``Orphan``, strips
+  the references instead; a dependent that another existing owner still holds is kept and
+  only loses the reference to the deleted one;
 * deleting a namespace marks it ``Terminating``, deletes everything in it, and removes it once
   it is empty and has no finalizers left.
 """
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
 Obj = dict[str, Any]
 Key = tuple[str, str]
 NAMESPACES_KEY = ("", "namespaces")
+FOREGROUND_FINALIZER = "foregroundDeletion"
+Dependents = list[tuple["ResourceType", Obj]]
 
 
 class Collecting:
@@ -29,6 +32,7 @@ class Collecting:
 
     _objects: dict[Key, dict[Key, Obj]]
     _types: dict[Key, ResourceType]
+    _foreground: dict[str, tuple[ResourceType, Key]]  # owners deleted in the foreground, by uid
 
     if TYPE_CHECKING:  # provided by Store
 
@@ -49,6 +53,17 @@ class Collecting:
         def _namespaces_type(self) -> ResourceType: ...
 
         def _unregistered_type(self, key: Key) -> ResourceType: ...
+
+        def _next_rv(self) -> int: ...
+
+        def _emit(
+            self,
+            rtype: ResourceType,
+            event_type: str,
+            obj: Obj,
+            rv: int,
+            previous: Obj | None = None,
+        ) -> None: ...
 
     def _delete_namespace(self, rtype: ResourceType, key: Key) -> Obj:
         current = self._objects[rtype.key][key]
@@ -139,3 +154,85 @@ class Collecting:
         else:
             new["metadata"].pop("ownerReferences")
         self.update(rtype, new)
+
+    # ---------------------------------------------------------------- foreground deletion
+
+    def _delete_foreground(self, rtype: ResourceType, key: Key, current: Obj) -> Obj:
+        """Mark the owner, delete its dependents, remove it when none blocks it any more."""
+        meta = current["metadata"]
+        uid = meta["uid"]
+        if FOREGROUND_FINALIZER not in (meta.get("finalizers") or []):
+            previous = copy.deepcopy(current)
+            meta["finalizers"] = [*(meta.get("finalizers") or []), FOREGROUND_FINALIZER]
+            if not meta.get("deletionTimestamp"):
+                meta["deletionTimestamp"] = _now()
+                meta["deletionGracePeriodSeconds"] = 0
+            rv = self._next_rv()
+            meta["resourceVersion"] = str(rv)
+            self._emit(rtype, "MODIFIED", current, rv, previous)
+        self._foreground[uid] = (rtype, key)
+        last = copy.deepcopy(current)
+        live = {o["metadata"].get("uid") for objs in self._objects.values() for o in objs.values()}
+        live.discard(uid)
+        for dep_type, dependent in self._dependents(uid):
+            dep_meta = dependent["metadata"]
+            if any(ref.get("uid") in live for ref in dep_meta.get("ownerReferences") or []):
+                self._strip_owner(dep_type, dependent, uid)  # another owner holds it
+                continue
+            if dep_meta.get("deletionTimestamp"):
+                continue
+            cascade = "Foreground" if self._dependents(dep_meta["uid"]) else "Background"
+            with contextlib.suppress(NotFound):
+                self.delete(
+                    dep_type, dep_meta.get("namespace"), dep_meta["name"], propagation=cascade
+                )
+        self._finish_foreground(uid)
+        still = self._objects[rtype.key].get(key)
+        return copy.deepcopy(still) if still is not None else last
+
+    def _dependents(self, owner_uid: str) -> Dependents:
+        found: Dependents = []
+        for gr_key, objects in self._objects.items():
+            rtype = self._types.get(gr_key)
+            if rtype is None:
+                continue
+            for obj in objects.values():
+                refs = obj["metadata"].get("ownerReferences") or []
+                if any(ref.get("uid") == owner_uid for ref in refs):
+                    found.append((rtype, copy.deepcopy(obj)))
+        return found
+
+    def _release_owners(self, dependent: Obj) -> None:
+        """A dependent went or dropped owner references: finish owners waiting for it."""
+        if not self._foreground:
+            return
+        for ref in dependent["metadata"].get("ownerReferences") or []:
+            if ref.get("uid") in self._foreground:
+                self._finish_foreground(ref["uid"])
+
+    def _finish_foreground(self, uid: str) -> None:
+        entry = self._foreground.get(uid)
+        if entry is None:  # finished already (its last dependent went)
+            return
+        rtype, key = entry
+        owner = self._objects[rtype.key].get(key)
+        if owner is None or owner["metadata"].get("uid") != uid:
+            self._foreground.pop(uid, None)
+            return
+        for _, dependent in self._dependents(uid):
+            for ref in dependent["metadata"].get("ownerReferences") or []:
+                if ref.get("uid") == uid and ref.get("blockOwnerDeletion"):
+                    return  # still blocked
+        self._foreground.pop(uid, None)
+        new = copy.deepcopy(owner)
+        kept = [f for f in new["metadata"].get("finalizers") or [] if f != FOREGROUND_FINALIZER]
+        new["metadata"]["finalizers"] = kept
+        if not kept:
+            new["metadata"].pop("finalizers")
+        self.update(rtype, new)
+
+
+def _now() -> str:
+    from sandbox.kube.store import now_rfc3339  # store imports this module
+
+    return now_rfc3339()

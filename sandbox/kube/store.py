@@ -40,7 +40,6 @@ uses one so that a custom resource type is served as soon as its CRD is stored.
 from __future__ import annotations
 
 import collections
-import contextlib
 import copy
 import dataclasses
 import datetime
@@ -81,7 +80,7 @@ __all__ = [
 
 Obj = dict[str, Any]
 Key = tuple[str, str]
-FOREGROUND_FINALIZER = "foregroundDeletion"
+FOREGROUND_FINALIZER = collecting.FOREGROUND_FINALIZER
 
 SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # k8s.io/apimachinery rand.SafeEncodeString
 GENERATED_SUFFIX = 5  # characters generateName adds
@@ -133,9 +132,6 @@ class ResourceType:
     def qualified(self) -> str:
         """``deployments.apps``, ``configmaps``: how error messages name the resource."""
         return f"{self.plural}.{self.group}" if self.group else self.plural
-
-
-Dependents = list[tuple[ResourceType, Obj]]  # (``Store.list`` shadows ``list`` in the class)
 
 
 @dataclasses.dataclass
@@ -471,82 +467,6 @@ class Store(collecting.Collecting):
         self._after_delete(rtype, current, propagation)
         self._release_owners(current)
         return copy.deepcopy(current)
-
-    # ---------------------------------------------------------------- foreground deletion
-
-    def _delete_foreground(self, rtype: ResourceType, key: Key, current: Obj) -> Obj:
-        """Mark the owner, delete its dependents, remove it when none blocks it any more."""
-        meta = current["metadata"]
-        uid = meta["uid"]
-        if FOREGROUND_FINALIZER not in (meta.get("finalizers") or []):
-            previous = copy.deepcopy(current)
-            meta["finalizers"] = [*(meta.get("finalizers") or []), FOREGROUND_FINALIZER]
-            if not meta.get("deletionTimestamp"):
-                meta["deletionTimestamp"] = now_rfc3339()
-                meta["deletionGracePeriodSeconds"] = 0
-            rv = self._next_rv()
-            meta["resourceVersion"] = str(rv)
-            self._emit(rtype, "MODIFIED", current, rv, previous)
-        self._foreground[uid] = (rtype, key)
-        last = copy.deepcopy(current)
-        live = {o["metadata"].get("uid") for objs in self._objects.values() for o in objs.values()}
-        live.discard(uid)
-        for dep_type, dependent in self._dependents(uid):
-            dep_meta = dependent["metadata"]
-            if any(ref.get("uid") in live for ref in dep_meta.get("ownerReferences") or []):
-                self._strip_owner(dep_type, dependent, uid)  # another owner holds it
-                continue
-            if dep_meta.get("deletionTimestamp"):
-                continue
-            cascade = "Foreground" if self._dependents(dep_meta["uid"]) else "Background"
-            with contextlib.suppress(NotFound):
-                self.delete(
-                    dep_type, dep_meta.get("namespace"), dep_meta["name"], propagation=cascade
-                )
-        self._finish_foreground(uid)
-        still = self._objects[rtype.key].get(key)
-        return copy.deepcopy(still) if still is not None else last
-
-    def _dependents(self, owner_uid: str) -> Dependents:
-        found: Dependents = []
-        for gr_key, objects in self._objects.items():
-            rtype = self._types.get(gr_key)
-            if rtype is None:
-                continue
-            for obj in objects.values():
-                refs = obj["metadata"].get("ownerReferences") or []
-                if any(ref.get("uid") == owner_uid for ref in refs):
-                    found.append((rtype, copy.deepcopy(obj)))
-        return found
-
-    def _release_owners(self, dependent: Obj) -> None:
-        """A dependent went or dropped owner references: finish owners waiting for it."""
-        if not self._foreground:
-            return
-        for ref in dependent["metadata"].get("ownerReferences") or []:
-            if ref.get("uid") in self._foreground:
-                self._finish_foreground(ref["uid"])
-
-    def _finish_foreground(self, uid: str) -> None:
-        entry = self._foreground.get(uid)
-        if entry is None:  # finished already (its last dependent went)
-            return
-        rtype, key = entry
-        owner = self._objects[rtype.key].get(key)
-        if owner is None or owner["metadata"].get("uid") != uid:
-            self._foreground.pop(uid, None)
-            return
-        for _, dependent in self._dependents(uid):
-            for ref in dependent["metadata"].get("ownerReferences") or []:
-                if ref.get("uid") == uid and ref.get("blockOwnerDeletion"):
-                    return  # still blocked
-        self._foreground.pop(uid, None)
-        new = copy.deepcopy(owner)
-        kept = [f for f in new["metadata"].get("finalizers") or [] if f != FOREGROUND_FINALIZER]
-        new["metadata"]["finalizers"] = kept
-        if not kept:
-            new["metadata"].pop("finalizers")
-        self.update(rtype, new)
 
     def _namespaces_type(self) -> ResourceType:
         registered = self._types.get(collecting.NAMESPACES_KEY)
