@@ -92,6 +92,7 @@ HPAS = Resource(
     "horizontal_pod_autoscaler",
 )
 APISIX_ROUTES = Resource("apisix.apache.org", "v2", "ApisixRoute", "apisixroutes")
+APISIX_UPSTREAMS = Resource("apisix.apache.org", "v2", "ApisixUpstream", "apisixupstreams")
 
 
 @dataclasses.dataclass(frozen=True)

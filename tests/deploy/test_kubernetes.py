@@ -64,7 +64,8 @@ def _grants(verbs: Iterable[str], group: str, resources: Iterable[str]) -> set[G
 # - analyzer: get a Canary (controlling.py, state.py), patch its status subresource
 #   (state.py patch_status), get the Secrets of MetricTemplate providers (state.py).
 # - traffic-shifter: objects.Objects.ensure = get + create | update (replace) of the primary
-#   Deployment, Services, primary HPA, canary ApisixRoute, -primary ConfigMaps/Secrets; patch of
+#   Deployment, Services, primary HPA, canary ApisixRoute, -primary/-canary ApisixUpstreams
+#   (upstreams.py), -primary ConfigMaps/Secrets; patch of
 #   a Deployment's spec.replicas (workloads.py); get + patch of the Canary (finalizing.py,
 #   objects.py); update canaries/finalizers because what it creates is owned by the Canary with
 #   blockOwnerDeletion (the OwnerReferencesPermissionEnforcement admission plugin).
@@ -83,7 +84,9 @@ EXPECTED_RBAC: dict[str, set[Grant]] = {
     | _grants(["get", "create", "update", "patch"], "apps", ["deployments"])
     | _grants(["get", "create", "update"], "", ["services", "configmaps", "secrets"])
     | _grants(["get", "create", "update"], "autoscaling", ["horizontalpodautoscalers"])
-    | _grants(["get", "create", "update"], "apisix.apache.org", ["apisixroutes"]),
+    | _grants(
+        ["get", "create", "update"], "apisix.apache.org", ["apisixroutes", "apisixupstreams"]
+    ),
     "notifier": _grants(["get"], "flagger.app", ["canaries", "alertproviders"])
     | _grants(["get"], "", ["secrets"])
     | _grants(["get", "create", "patch"], "", ["events"]),

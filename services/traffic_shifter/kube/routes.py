@@ -18,7 +18,8 @@ rule is repeated once per match group with the group's conditions added to its
 ``match.exprs`` (rules ``<rule>-ab-<i>``), so only matching requests take the canary route;
 for traffic mirroring every rule gets APISIX's ``proxy-mirror`` plugin pointed at the canary
 Service. Both follow the command: a changed match or mirror share re-syncs the route, no
-match and no mirroring give Flagger's route exactly.
+match and no mirroring give Flagger's route exactly. And the apex's ApisixUpstream, if any, is
+copied to the primary and canary Services (``upstreams``), so its settings keep applying.
 
 The user's route is never written. Re-syncing keeps the weights the canary route has;
 ``set_weights`` changes only the weights, the same on every rule carrying the primary
@@ -36,7 +37,7 @@ from libs.adapters import kubernetes
 from libs.model import apisixroute
 from libs.model import canary as canary_model
 from services.traffic_shifter import capabilities
-from services.traffic_shifter.kube import matching, objects
+from services.traffic_shifter.kube import matching, objects, upstreams
 
 Obj = dict[str, Any]
 PRIORITY = 10000
@@ -180,6 +181,9 @@ class ApisixRoutes:
             canary, user_route, rule, command.service, command.match, command.mirror_percent
         )
         name, primary, canary_service = self._names(command)
+        # the apex's ApisixUpstream settings first, so the route never reaches the Services
+        # without them
+        await upstreams.follow(self.store, canary, command.service)
 
         def build(current: Obj | None) -> Obj | None:
             return _resync(canary, desired, current, primary, canary_service)

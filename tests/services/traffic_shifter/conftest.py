@@ -75,6 +75,7 @@ class Official:
     CUSTOM = {
         "Canary": ("flagger.app", "v1beta1", "canaries"),
         "ApisixRoute": ("apisix.apache.org", "v2", "apisixroutes"),
+        "ApisixUpstream": ("apisix.apache.org", "v2", "apisixupstreams"),
     }
 
     def __init__(self, api: client.ApiClient) -> None:
@@ -141,6 +142,12 @@ class Official:
                 return False
             raise
         return True
+
+    async def delete_custom(self, kind: str, name: str) -> None:
+        group, version, plural = self.CUSTOM[kind]
+        await asyncio.to_thread(
+            self.custom.delete_namespaced_custom_object, group, version, NS, plural, name
+        )
 
     async def create(self, *bodies: dict[str, Any]) -> list[dict[str, Any]]:
         return [await asyncio.to_thread(self._create, copy.deepcopy(b)) for b in bodies]

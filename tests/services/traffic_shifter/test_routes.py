@@ -260,3 +260,61 @@ async def test_replace_is_a_compare_and_set(kube_client: kubernetes.Kube) -> Non
     route["metadata"]["name"] = "missing"
     with pytest.raises(errors.NotFound):
         await kube_client.replace(kubernetes.APISIX_ROUTES, "test", "missing", route)
+
+
+def apisix_upstream(name: str, spec: dict[str, Any], **meta: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "apisix.apache.org/v2",
+        "kind": "ApisixUpstream",
+        "metadata": {"name": name, "namespace": "test", **meta},
+        "spec": spec,
+    }
+
+
+async def test_the_apex_apisix_upstream_follows_to_the_primary_and_canary_services(
+    platform: capabilities.Platform, official: Official, seed: dict[str, Any]
+) -> None:
+    """The user's settings for the apex Service (retries, timeouts, load balancer) keep
+    applying once the canary route sends its traffic to the -primary and -canary Services."""
+    shifter = handlers.Shifter(platform)
+    settings = {
+        "retries": 2,
+        "timeout": {"connect": "2s", "read": "10s"},
+        "loadbalancer": {"type": "chash", "hashOn": "header", "key": "x-user"},
+    }
+    await official.create(apisix_upstream("podinfo", settings, labels={"team": "web"}))
+    # the user's own ApisixUpstream of a copy's name is theirs: never written
+    await official.create(apisix_upstream("podinfo-canary", {"retries": 5}))
+
+    await shifter.set_weights(set_weights(100, 0))
+    primary = await official.get("ApisixUpstream", "podinfo-primary")
+    assert primary["spec"] == settings
+    assert primary["metadata"]["ownerReferences"] == [owner(seed)]
+    users = await official.get("ApisixUpstream", "podinfo-canary")
+    assert users["spec"] == {"retries": 5}
+    assert not users["metadata"].get("ownerReferences")
+
+    # a change of the user's follows at the next step; the same again writes nothing
+    await official.patch("ApisixUpstream", "podinfo", {"spec": {"retries": 3}})
+    await shifter.set_weights(set_weights(90, 10))
+    primary = await official.get("ApisixUpstream", "podinfo-primary")
+    assert primary["spec"] == {**settings, "retries": 3}
+    before = primary["metadata"]["resourceVersion"]
+    await shifter.set_weights(set_weights(90, 10))
+    again = await official.get("ApisixUpstream", "podinfo-primary")
+    assert again["metadata"]["resourceVersion"] == before
+
+    # the user's gone: the copy falls back to APISIX's defaults (nothing is deleted)
+    await official.delete_custom("ApisixUpstream", "podinfo")
+    await shifter.set_weights(set_weights(80, 20))
+    primary = await official.get("ApisixUpstream", "podinfo-primary")
+    assert not primary.get("spec")
+
+
+async def test_without_an_apex_apisix_upstream_no_copy_is_made(
+    platform: capabilities.Platform, official: Official, seed: dict[str, Any]
+) -> None:
+    shifter = handlers.Shifter(platform)
+    await shifter.set_weights(set_weights(100, 0))
+    assert not await official.exists("ApisixUpstream", "podinfo-primary")
+    assert not await official.exists("ApisixUpstream", "podinfo-canary")
