@@ -10,7 +10,10 @@ As in ``apisix/plugins/prometheus/exporter.lua``:
   ``egress``, bytes;
 * ``apisix_http_requests_total`` — a **gauge** without labels (nginx's total request count,
   every request the data plane received, routed or not);
-* ``apisix_node_info`` gauge ``{hostname}``.
+* ``apisix_node_info`` gauge ``{hostname}``;
+* ``apisix_upstream_status`` gauge ``{name, ip, port}``: 1 healthy, 0 unhealthy, per node of
+  each upstream with health checks (``name`` ``/apisix/upstreams/<id>``), read from
+  ``upstream_status`` at every scrape; like APISIX, a series once written stays.
 
 ``route`` is the route's name (``prefer_name: true``) or id, ``service`` and ``consumer`` are
 empty (ApisixRoutes have neither), ``node`` is the IP of the upstream node that served the
@@ -29,7 +32,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -94,6 +97,9 @@ class ApisixMetrics(Collector):
         self.latency: dict[SeriesKey, _Histogram] = {}
         self.bandwidth: dict[SeriesKey, float] = {}
         self.requests_total = 0
+        # (name, ip, port, value) of every health-checked node (``health.Checkers.statuses``).
+        self.upstream_status: Callable[[], Iterable[tuple[str, str, str, float]]] = tuple
+        self._upstream_status: dict[tuple[str, str, str], float] = {}
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
@@ -185,6 +191,18 @@ class ApisixMetrics(Collector):
         )
         node_info.add_metric([self.hostname], 1.0)
         yield node_info
+
+        for name, ip, port, value in self.upstream_status():
+            self._upstream_status[(name, ip, port)] = value
+        if self._upstream_status:
+            upstream_status = GaugeMetricFamily(
+                "apisix_upstream_status",
+                "Upstream status from health check",
+                labels=["name", "ip", "port"],
+            )
+            for labels, value in self._upstream_status.items():
+                upstream_status.add_metric(list(labels), value)
+            yield upstream_status
 
     def exposition(self) -> bytes:
         text = generate_latest(self.registry).decode()

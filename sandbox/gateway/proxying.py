@@ -22,7 +22,10 @@ Per request, as APISIX does it:
   background (``mirroring``) before proxying; the client's response does not wait for the copy;
 * ``limit-count`` answers ``rejected_code`` past its quota before any upstream is picked, and
   ``proxy-rewrite`` changes the upstream path, ``Host`` and headers (``plugins``);
-* the log phase records the request for the prometheus plugin (``exporting``).
+* the log phase records the request for the prometheus plugin (``exporting``);
+* an upstream with health checks (``health``): unhealthy nodes are skipped (all are used when
+  none is healthy); responses count for its passive checks, and a refused connection that is
+  retried counts as a TCP failure.
 """
 
 from __future__ import annotations
@@ -38,7 +41,15 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from sandbox.gateway import balancing, exporting, matching, mirroring, nodes, translation
+from sandbox.gateway import (
+    balancing,
+    exporting,
+    health,
+    matching,
+    mirroring,
+    nodes,
+    translation,
+)
 from sandbox.gateway import plugins as route_plugins
 
 logger = logging.getLogger(__name__)
@@ -129,6 +140,8 @@ class DataPlane:
             str, tuple[object, balancing.SmoothWeighted[translation.Upstream]]
         ] = {}
         self.nodes = nodes.NodeChoice()
+        self.health = health.Checkers(self.nodes.dial)
+        metrics.upstream_status = self.health.statuses
         self._session: aiohttp.ClientSession | None = None
         self.mirrors: mirroring.Mirrors | None = None
         self.counters = route_plugins.Counters()  # limit-count windows
@@ -150,8 +163,10 @@ class DataPlane:
         self.mirrors = mirroring.Mirrors(
             self._session, self.settings.mirror_timeout, self.settings.mirror_concurrency
         )
+        await self.health.start()
 
     async def stop(self) -> None:
+        await self.health.stop()
         if self.mirrors is not None:
             await self.mirrors.stop()
         if self._session is not None:
@@ -162,6 +177,7 @@ class DataPlane:
         self.table = table
         self.router = matching.Router(table)
         self.counters.forget({r.key for r in table.routes})
+        self.health.update(health.in_table(table))
 
     # -- balancing ---------------------------------------------------------------------------
 
@@ -316,7 +332,10 @@ class DataPlane:
             path_qs = rewrite.path_qs(raw_path, query)
             _rewrite_headers(headers, rewrite)
 
-        pick = self.nodes.order(upstream, req, request.remote or "", request.raw_path)
+        checker = self.health.get(upstream)
+        pick = self.nodes.order(
+            self.health.usable(upstream), req, request.remote or "", request.raw_path
+        )
         # APISIX tries every node once unless the upstream sets ``retries``.
         attempts = (
             settings.retries + 1 if settings.retries is not None else max(len(upstream.nodes), 1)
@@ -375,6 +394,8 @@ class DataPlane:
                     if upstream_response.content_length is not None and request.method != "HEAD":
                         response.content_length = upstream_response.content_length
                     state.code = upstream_response.status
+                    if checker is not None:
+                        checker.report_status(node, state.code)
                     await response.prepare(request)
                     async for chunk in upstream_response.content.iter_any():
                         state.response_bytes += len(chunk)
@@ -386,6 +407,8 @@ class DataPlane:
             except aiohttp.ClientConnectorError as e:
                 logger.info("route %s: connect to %s failed: %s", route.name, node.address, e)
                 if attempt + 1 < attempts:
+                    if checker is not None:
+                        checker.report_failure(node, health.TCP)
                     continue
                 return await self._error(request, state, 502, "Bad Gateway")
             except TimeoutError:

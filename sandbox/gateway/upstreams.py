@@ -5,7 +5,8 @@ external ApisixUpstreams; pure functions over plain dicts.
   (see ``translation``). An ApisixUpstream **named like the Service**, in its namespace,
   configures it: ``loadbalancer`` (``roundrobin``, ``chash`` with ``hashOn`` vars|header|cookie|
   consumer|vars_combinations and ``key``, ``ewma``, ``least_conn``), ``scheme``, ``retries``,
-  ``timeout``, ``passHost``/``upstreamHost``; a ``portLevelSettings`` entry for the Service port
+  ``timeout``, ``passHost``/``upstreamHost``, ``healthCheck`` (``checks``, the ``checks``
+  module; run by ``health``); a ``portLevelSettings`` entry for the Service port
   replaces those settings whole. ``backends[].subset`` keeps only the endpoints of pods whose
   labels include the subset's ``labels``; a subset not listed keeps every endpoint, and a subset
   named without any ApisixUpstream gives no nodes (the controller's behaviour).
@@ -27,6 +28,8 @@ import re
 import zlib
 from collections.abc import Mapping
 from typing import Any
+
+from sandbox.gateway import checks as health_checks
 
 Obj = dict[str, Any]
 Key = tuple[str, str]
@@ -88,6 +91,7 @@ class Settings:
     timeout: Timeout | None = None  # None: the route's timeout, else APISIX's 60 s
     pass_host: str = "pass"
     upstream_host: str = ""
+    checks: health_checks.Checks | None = None  # ``healthCheck`` (``checks``)
 
     def to_json(self) -> Obj:
         out: Obj = {"type": self.type, "scheme": self.scheme, "pass_host": self.pass_host}
@@ -99,6 +103,8 @@ class Settings:
             out["timeout"] = dataclasses.asdict(self.timeout)
         if self.upstream_host:
             out["upstream_host"] = self.upstream_host
+        if self.checks is not None:
+            out["checks"] = self.checks.to_json()
         return out
 
 
@@ -222,6 +228,12 @@ def parse_settings(config: Obj, path: str) -> Settings:
         raise TranslationError(
             f"Expected an upstreamHost for passHost rewrite - at {path}.upstreamHost"
         )
+    try:
+        checks = health_checks.parse_checks(
+            config.get("healthCheck"), f"{path}.healthCheck", parse_duration
+        )
+    except health_checks.CheckError as e:
+        raise TranslationError(str(e)) from e
     return Settings(
         type=lb_type,
         hash_on=hash_on,
@@ -231,6 +243,7 @@ def parse_settings(config: Obj, path: str) -> Settings:
         timeout=parse_timeout(config.get("timeout"), f"{path}.timeout"),
         pass_host=pass_host,
         upstream_host=upstream_host,
+        checks=checks,
     )
 
 
