@@ -58,10 +58,9 @@ class Discovery(meta.Model, frozen=True):
     args: dict[str, str] | None = None
 
 
-class PortLevelSettings(meta.Model, frozen=True):
-    """Settings for one Service port, overriding the object's own."""
+class UpstreamSettings(meta.Model, frozen=True):
+    """How APISIX reaches the upstream: the settings an object and each port may carry."""
 
-    port: meta.Port
     loadbalancer: LoadBalancer | None = None
     scheme: Literal["http", "https", "grpc", "grpcs"] | None = None
     retries: meta.NonNegative | None = None
@@ -73,21 +72,18 @@ class PortLevelSettings(meta.Model, frozen=True):
     upstream_host: str | None = None
 
 
-class ApisixUpstreamSpec(meta.Model, frozen=True):
+class PortLevelSettings(UpstreamSettings, frozen=True, kw_only=True):
+    """Settings for one Service port, overriding the object's own."""
+
+    port: meta.Port
+
+
+class ApisixUpstreamSpec(UpstreamSettings, frozen=True, kw_only=True):
     """``spec`` of an ApisixUpstream."""
 
     ingress_class_name: str | None = None
     external_nodes: tuple[ExternalNode, ...] = ()
     discovery: Discovery | None = None
-    loadbalancer: LoadBalancer | None = None
-    scheme: Literal["http", "https", "grpc", "grpcs"] | None = None
-    retries: meta.NonNegative | None = None
-    timeout: UpstreamTimeout | None = None
-    health_check: dict[str, Any] | None = None
-    tls_secret: dict[str, Any] | None = None
-    subsets: tuple[Subset, ...] = ()
-    pass_host: Literal["pass", "node", "rewrite"] | None = None
-    upstream_host: str | None = None
     port_level_settings: tuple[PortLevelSettings, ...] = ()
 
 
