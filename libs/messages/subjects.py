@@ -44,7 +44,8 @@ HEADER_DEAD_DELIVERIES = "Sluice-Dead-Deliveries"  # how often it was tried
 HEADER_FAILURES = "Sluice-Failures"
 HEADER_NOT_BEFORE_MS = "Sluice-Not-Before-Ms"  # a retried copy waits until this time
 
-_TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
+# What a subject token built from a name may be (namespaces and canary names become tokens).
+TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
 
 # The longest subject token Sluice builds: Kubernetes namespaces are DNS labels (63), object
 # names DNS subdomains (253). A longer name cannot come from a real object, and a subject built
@@ -63,7 +64,7 @@ def _token(value: str, what: str, limit: int) -> str:
             path=what,
             expected=f"at most {limit} characters",
         )
-    if not _TOKEN.match(value):
+    if not TOKEN.match(value):
         raise errors.InvalidInput(
             f"{what} {logs.clip(repr(value), 80)} cannot be a subject token "
             "(expected [A-Za-z0-9_-]+)",

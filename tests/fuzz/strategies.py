@@ -59,7 +59,7 @@ def _canary_tokens(draw: st.DrawFn, value: msgspec.Struct | None) -> tuple[str, 
     if (
         isinstance(canary, messages.CanaryRef)
         and all(
-            messages._TOKEN.match(token) and len(token) <= 253
+            messages.TOKEN.match(token) and len(token) <= 253
             for token in (canary.namespace, canary.name)
         )
         and draw(st.integers(0, 9)) < 6
