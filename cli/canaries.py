@@ -98,7 +98,9 @@ def default_kubeconfig() -> str:
 
 
 async def _read(kubeconfig: str, work: Any) -> Any:
-    cfg = kubernetes.Config(kubeconfig=kubeconfig, setting="--kubeconfig / KUBECONFIG")
+    cfg = kubernetes.Config(
+        kubeconfig=kubeconfig, setting="--kubeconfig / KUBECONFIG", agent="sluice-cli"
+    )
     kube = await kubernetes.Kube.connect(cfg)
     try:
         return await work(kube)

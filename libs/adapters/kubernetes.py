@@ -32,6 +32,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
+import importlib.metadata
 import json
 import logging
 import os
@@ -101,6 +102,9 @@ class Config:
     request_timeout_s: float = 10.0  # one request (list, get, create), and a watch's connect
     max_streams: int = 64  # watch streams open at once (threads of the stream pool)
     setting: str = "SLUICE_KUBECONFIG"  # where ``kubeconfig`` came from, for error messages
+    # who writes: the User-Agent's product, which the API server records as the field manager
+    # of every write (``kubectl get -o yaml --show-managed-fields``) and in its audit log
+    agent: str = "sluice"
 
 
 def in_cluster() -> bool:
@@ -561,4 +565,13 @@ def _load_client(cfg: Config) -> client.ApiClient:
         ) from exc
     conf.retries = False  # the informers retry with their own capped backoff
     conf.connection_pool_maxsize = cfg.max_streams + 8
-    return client.ApiClient(conf)
+    api = client.ApiClient(conf)
+    api.user_agent = f"{cfg.agent}/{_version()} (python kubernetes)"
+    return api
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("sluice")
+    except importlib.metadata.PackageNotFoundError:
+        return "0.0.0+unknown"

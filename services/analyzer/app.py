@@ -94,7 +94,11 @@ async def _state(rt: lifecycle.Runtime, cfg: Settings) -> State | None:
         )
         return None
     kube = await kubernetes.Kube.connect(
-        kubernetes.Config(kubeconfig=cfg.kubeconfig, request_timeout_s=cfg.kube_request_timeout_s)
+        kubernetes.Config(
+            kubeconfig=cfg.kubeconfig,
+            request_timeout_s=cfg.kube_request_timeout_s,
+            agent="sluice-analyzer",
+        )
     )
     rt.on_close(kube.close)
     return (

@@ -102,7 +102,9 @@ async def setup(rt: lifecycle.Runtime, cfg: Settings) -> None:
     if cfg.kubeconfig or kubernetes.in_cluster():
         kube = await kubernetes.Kube.connect(
             kubernetes.Config(
-                kubeconfig=cfg.kubeconfig, request_timeout_s=cfg.kube_request_timeout_s
+                kubeconfig=cfg.kubeconfig,
+                request_timeout_s=cfg.kube_request_timeout_s,
+                agent="sluice-notifier",
             )
         )
         rt.on_close(kube.close)

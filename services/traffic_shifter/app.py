@@ -69,7 +69,11 @@ async def _platform(rt: lifecycle.Runtime, cfg: Settings) -> capabilities.Platfo
         )
         return None
     client = await kubernetes.Kube.connect(
-        kubernetes.Config(kubeconfig=cfg.kubeconfig, request_timeout_s=cfg.kube_request_timeout_s)
+        kubernetes.Config(
+            kubeconfig=cfg.kubeconfig,
+            request_timeout_s=cfg.kube_request_timeout_s,
+            agent="sluice-traffic-shifter",
+        )
     )
     rt.on_close(client.close)
     log.info("acting on Kubernetes at %s", client.host)

@@ -72,7 +72,11 @@ async def setup(rt: lifecycle.Runtime, cfg: Settings) -> None:
         )
         return
     kube = await kubernetes.Kube.connect(
-        kubernetes.Config(kubeconfig=cfg.kubeconfig, request_timeout_s=cfg.kube_request_timeout_s)
+        kubernetes.Config(
+            kubeconfig=cfg.kubeconfig,
+            request_timeout_s=cfg.kube_request_timeout_s,
+            agent="sluice-watcher",
+        )
     )
     rt.on_close(kube.close)
     namespaces = cfg.namespaces()

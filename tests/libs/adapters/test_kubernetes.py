@@ -245,3 +245,21 @@ async def test_cancelling_an_informer_ends_its_thread(kube: kubernetes.Kube) -> 
     with pytest.raises(asyncio.CancelledError):
         await runner
     assert time.monotonic() - started < 2.5
+
+
+async def test_writes_are_recorded_under_the_agent_as_field_manager(
+    cluster: Cluster, tmp_path: pathlib.Path
+) -> None:
+    """The API server names a write's field manager after the User-Agent: Sluice's writes read
+    ``sluice-<service>`` in ``kubectl get -o yaml --show-managed-fields``, not the client's
+    generic ``OpenAPI-Generator``."""
+    path = cluster.write_kubeconfig(tmp_path / "kubeconfig")
+    client = await kubernetes.Kube.connect(
+        kubernetes.Config(kubeconfig=str(path), request_timeout_s=5, agent="sluice-analyzer")
+    )
+    try:
+        created = await client.create(kubernetes.CONFIGMAPS, "test", cm("managed"))
+    finally:
+        await client.close()
+    managers = [entry["manager"] for entry in created["metadata"]["managedFields"]]
+    assert managers == ["sluice-analyzer"]
