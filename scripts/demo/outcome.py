@@ -4,6 +4,7 @@ that keeps its stack prints."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import pathlib
 import shlex
 import sys
@@ -122,6 +123,18 @@ def summary(report: Report) -> list[str]:
     return lines
 
 
+def third_revision() -> str:
+    """One change of the pod template (one revision): a new image, and the fault the faulty
+    revision added removed (the target keeps the rolled-back spec, as with Flagger)."""
+    container = {
+        "name": tutorial.CONTAINER,
+        "image": "ghcr.io/stefanprodan/podinfo:6.0.3",
+        "env": [{"name": tutorial.FAULT_VARIABLE, "$patch": "delete"}],
+    }
+    patch = {"spec": {"template": {"spec": {"containers": [container]}}}}
+    return json.dumps(patch, separators=(",", ":"))
+
+
 def keep_instructions(root: pathlib.Path) -> list[str]:
     python = shlex.quote(tutorial.shown_path(pathlib.Path(sys.executable)))
     sluice = shlex.quote(tutorial.shown_path(pathlib.Path(sys.executable).parent / "sluice"))
@@ -132,7 +145,8 @@ def keep_instructions(root: pathlib.Path) -> list[str]:
         f"  source {where}/env",
         f"  kubectl get canaries -n {ns}",
         f"  kubectl describe canary {name} -n {ns}",
-        f"  kubectl set image deployment/{name} podinfod=ghcr.io/stefanprodan/podinfo:6.0.3 -n {ns}",
+        "  # a third, good revision: a new image, and the faulty revision's error rate gone",
+        f"  kubectl patch deployment/{tutorial.TARGET} -n {ns} -p {shlex.quote(third_revision())}",
         f"  {sluice} watch {name} -n {ns}             # follows the rollout; exit 0 promoted, 1 failed",
         f"  {sluice} events {name} -n {ns} --since 15m",
         f"  {sluice} dashboard --allow-actions       # http://127.0.0.1:3100",

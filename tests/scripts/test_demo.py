@@ -4,8 +4,10 @@ demo once, as a subprocess without a TTY, as CI and pipes run it."""
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import pathlib
+import shlex
 import signal
 import socket
 import subprocess
@@ -323,6 +325,13 @@ def test_keep_prints_how_to_use_and_stop_the_stack(tmp_path: pathlib.Path) -> No
     assert "  kubectl describe canary podinfo -n test" in lines
     assert any("sluice watch podinfo -n test" in line for line in lines)
     assert any(f"-m sandbox --dir {tmp_path} down" in line for line in lines)
+    # the third revision undoes the faulty one's error rate in the same change as its image
+    patch = json.loads(outcome.third_revision())
+    [container] = patch["spec"]["template"]["spec"]["containers"]
+    assert container["name"] == tutorial.CONTAINER
+    assert container["image"].endswith(":6.0.3")
+    assert container["env"] == [{"name": tutorial.FAULT_VARIABLE, "$patch": "delete"}]
+    assert any(shlex.quote(outcome.third_revision()) in line for line in lines)
 
 
 def test_children_do_not_inherit_another_sandbox_or_sluice_settings() -> None:
