@@ -87,7 +87,7 @@ async def test_events_on_the_canary_read_like_flaggers(
         return (await stack.kubectl("describe", "canary", "podinfo", "-n", "test")).stdout
 
     text = await support.poll(
-        describe, lambda out: "(x3 over" in out, timeout=30, what="describe canary"
+        describe, lambda out: "(x3 over" in out, timeout=60, what="describe canary"
     )
     print("\nEvents:" + text.split("Events:")[1])
     assert re.search(r"Normal\s+Synced\s+.*flagger\s+Initialization done! podinfo.test", text)
@@ -172,7 +172,7 @@ async def test_per_canary_alerts_use_the_alert_providers_secret(
     async def received() -> int:
         return len(sink.received)
 
-    await support.poll(received, lambda n: n >= 3, timeout=30, what="alerts")
+    await support.poll(received, lambda n: n >= 3, timeout=60, what="alerts")
     slack = [(r.headers, r.body) for r in sink.received if r.path == "/hooks/on-call"]
     teams = [r.body for r in sink.received if r.path == "/webhookb2/dev"]
     assert len(slack) == 1  # error only: the rollback
