@@ -9,10 +9,11 @@ import os
 import pathlib
 import random
 import shutil
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import aiohttp
 import pytest
+from kubernetes import client, config
 
 from sandbox.kube.cluster import Cluster
 from sandbox.kube.config import ClusterSettings
@@ -178,3 +179,13 @@ def kubectl(kubeconfig: pathlib.Path, tmp_path: pathlib.Path) -> Kubectl:
     run.env = env  # type: ignore[attr-defined]
     run.binary = binary  # type: ignore[attr-defined]
     return run
+
+
+@pytest.fixture
+def core(kubeconfig: pathlib.Path) -> Iterator[client.CoreV1Api]:
+    """The official client's CoreV1Api against the cluster."""
+    api = config.new_client_from_config(config_file=str(kubeconfig))
+    try:
+        yield client.CoreV1Api(api)
+    finally:
+        api.close()

@@ -7,12 +7,11 @@ import asyncio
 import json
 import pathlib
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
 import pytest
-from kubernetes import client, config
+from kubernetes import client
 
 from sandbox import faults
 from sandbox.kube import registry
@@ -23,15 +22,6 @@ from .conftest import Kubectl, random_settings
 pytestmark = pytest.mark.integration
 
 HTTP = aiohttp.ClientTimeout(total=10)
-
-
-@pytest.fixture
-def core(kubeconfig: pathlib.Path) -> Iterator[client.CoreV1Api]:
-    api = config.new_client_from_config(config_file=str(kubeconfig))
-    try:
-        yield client.CoreV1Api(api)
-    finally:
-        api.close()
 
 
 def _config_maps(core: client.CoreV1Api, count: int, namespace: str = "default") -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import pathlib
-from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -238,15 +237,6 @@ async def test_server_dry_run_changes_nothing(cluster: Cluster, kubectl: Kubectl
         stdin=_deployment(image="example/web:9.0", tier=False),
     )
     assert _stored(cluster) == before
-
-
-@pytest.fixture
-def core(kubeconfig: pathlib.Path) -> Iterator[client.CoreV1Api]:
-    api = config.new_client_from_config(config_file=str(kubeconfig))
-    try:
-        yield client.CoreV1Api(api)
-    finally:
-        api.close()
 
 
 async def test_python_client_applies_a_config_map(cluster: Cluster, core: client.CoreV1Api) -> None:
